@@ -1,0 +1,347 @@
+package categories
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// Action is what a verdict tells the servers to do.
+type Action uint8
+
+// Actions.
+const (
+	Allow Action = iota
+	Block
+)
+
+// String returns "allow" or "block".
+func (a Action) String() string {
+	if a == Block {
+		return "block"
+	}
+	return "allow"
+}
+
+// Rule says which step of the precedence decided a verdict.
+type Rule uint8
+
+// Rules, in the order Decide applies them.
+const (
+	RuleDefault         Rule = iota // nothing matched: allowed
+	RuleUnknownGroup                // the group does not exist: blocked (fail closed)
+	RuleCritical                    // a critical (illegal) category: blocked for everyone
+	RuleLocked                      // a category from a locked feed that the group blocks
+	RuleGroupDeny                   // the group's deny override
+	RuleGroupAllow                  // the group's allow override
+	RuleSchoolDeny                  // a school-wide deny override
+	RuleSchoolAllow                 // a school-wide allow override
+	RuleCategory                    // a category the group blocks
+	RuleNotApproved                 // allowlist mode and the site is not approved
+	RuleApproved                    // allowlist mode and the site is approved
+)
+
+var ruleNames = [...]string{"default", "unknown-group", "critical", "locked", "group-deny", "group-allow",
+	"school-deny", "school-allow", "category", "not-approved", "approved"}
+
+// String returns the rule's short name, as in JSON output.
+func (r Rule) String() string { return ruleNames[r] }
+
+// Verdict is the answer for one target. It holds no allocated data, so
+// Decide stays allocation-free; Reason renders it for people.
+type Verdict struct {
+	Action    Action
+	Rule      Rule
+	Group     string
+	Category  *Category // the deciding category, nil when none
+	Match     string    // the entry or override host that matched
+	MatchPath string    // its path prefix, for URL entries and overrides
+	Cats      Mask      // every category the target is listed in
+	Scheduled bool      // a schedule window changed the group's categories
+}
+
+// Severity returns the deciding category's severity (none when no category
+// decided).
+func (v Verdict) Severity() Severity {
+	if v.Category == nil {
+		return SeverityNone
+	}
+	return v.Category.Severity
+}
+
+// Reason explains the verdict in words a teacher or a parent understands.
+func (v Verdict) Reason() string {
+	m := v.Match + v.MatchPath
+	cat := ""
+	if v.Category != nil {
+		cat = v.Category.Name
+	}
+	sched := ""
+	if v.Scheduled {
+		sched = " (by the group's timetable)"
+	}
+	switch v.Rule {
+	case RuleUnknownGroup:
+		return fmt.Sprintf("blocked: there is no group %q, so nothing is allowed", v.Group)
+	case RuleCritical:
+		return fmt.Sprintf("blocked for everyone: %s is listed as %s, which is illegal content and cannot be unblocked", m, cat)
+	case RuleLocked:
+		return fmt.Sprintf("blocked: %s is on a locked list as %s, which no one can override", m, cat)
+	case RuleGroupDeny:
+		return fmt.Sprintf("blocked: group %s has a deny rule for %s", v.Group, m)
+	case RuleGroupAllow:
+		return fmt.Sprintf("allowed: group %s has an allow rule for %s", v.Group, m)
+	case RuleSchoolDeny:
+		return fmt.Sprintf("blocked: the school has a deny rule for %s", m)
+	case RuleSchoolAllow:
+		return fmt.Sprintf("allowed: the school has an allow rule for %s", m)
+	case RuleCategory:
+		return fmt.Sprintf("blocked: %s is listed as %s, which group %s blocks%s", m, cat, v.Group, sched)
+	case RuleNotApproved:
+		return fmt.Sprintf("blocked: group %s may only visit approved sites, and this one is not approved", v.Group)
+	case RuleApproved:
+		return fmt.Sprintf("allowed: %s is approved (%s) for group %s", m, cat, v.Group)
+	}
+	if v.Cats != 0 {
+		return fmt.Sprintf("allowed: listed, but in no category that group %s blocks%s", v.Group, sched)
+	}
+	return "allowed: not on any list"
+}
+
+// Snapshot is one consistent, immutable view of the lists and the policy.
+// Servers read the current one through a Filter and never lock.
+type Snapshot struct {
+	tax      *Taxonomy
+	index    *Index
+	groups   map[string]*compiledGroup
+	school   overrideSet
+	clients  clientMap
+	loc      *time.Location
+	critical Mask
+	policy   Policy
+}
+
+// NewSnapshot compiles a policy against an index.
+func NewSnapshot(t *Taxonomy, idx *Index, p Policy) (*Snapshot, error) {
+	if err := p.Validate(t); err != nil {
+		return nil, err
+	}
+	s := &Snapshot{tax: t, index: idx, groups: map[string]*compiledGroup{}, policy: p,
+		critical: t.SeverityMask(SeverityCritical)}
+	for _, g := range p.Groups {
+		cg, err := compileGroup(t, g)
+		if err != nil {
+			return nil, err
+		}
+		s.groups[g.Name] = cg
+	}
+	var err error
+	if s.school, err = compileOverrides(p.School.Allow, p.School.Deny); err != nil {
+		return nil, err
+	}
+	s.clients = compileClients(p.Clients)
+	if s.loc, err = time.LoadLocation(p.TimeZone); err != nil {
+		return nil, fmt.Errorf("time zone %q: %w", p.TimeZone, err)
+	}
+	return s, nil
+}
+
+// Taxonomy returns the snapshot's taxonomy.
+func (s *Snapshot) Taxonomy() *Taxonomy { return s.tax }
+
+// Index returns the snapshot's index.
+func (s *Snapshot) Index() *Index { return s.index }
+
+// Policy returns the policy the snapshot was compiled from.
+func (s *Snapshot) Policy() Policy { return s.policy }
+
+// HasGroup reports whether a group exists.
+func (s *Snapshot) HasGroup(name string) bool { _, ok := s.groups[name]; return ok }
+
+// GroupFor returns the group of a client address; ok is false for addresses
+// in no mapped range, which the servers refuse.
+func (s *Snapshot) GroupFor(addr netip.Addr) (group string, ok bool) {
+	return s.clients.lookup(addr)
+}
+
+// Decide gives the verdict for a canonical host (see NormalizeHost) and, when
+// known, a canonical path (see Normalize), for a group at a time. The
+// precedence, first match wins:
+//
+//  1. a critical category blocks, for every group, with no override;
+//  2. a category from a locked feed that the group blocks, with no override;
+//  3. the group's overrides, the most specific match (longest host, a URL
+//     prefix before its host, the longer prefix) deciding; deny wins a tie;
+//  4. the school-wide overrides, in the same way;
+//  5. the categories the group blocks at that time; in allowlist mode every
+//     site that is not approved is blocked too.
+//
+// It takes no lock and allocates nothing.
+func (s *Snapshot) Decide(group, host, path string, now time.Time) Verdict {
+	v := Verdict{Group: group}
+	g, ok := s.groups[group]
+	if !ok {
+		v.Action, v.Rule = Block, RuleUnknownGroup
+		return v
+	}
+	c := s.index.Classify(host, path)
+	v.Cats = c.Cats
+
+	if crit := c.Cats & s.critical; crit != 0 {
+		return s.blockBy(v, RuleCritical, crit, &c)
+	}
+	blocked := g.blockedAt(now, s.loc)
+	v.Scheduled = blocked != g.blocked
+	if locked := c.Locked & blocked; locked != 0 {
+		return s.blockBy(v, RuleLocked, locked, &c)
+	}
+	if allow, found, name, prefix := walkOverrides(&g.overrides, host, path); found {
+		v.Match, v.MatchPath = name, prefix
+		v.Action, v.Rule = Block, RuleGroupDeny
+		if allow {
+			v.Action, v.Rule = Allow, RuleGroupAllow
+		}
+		return v
+	}
+	if allow, found, name, prefix := walkOverrides(&s.school, host, path); found {
+		v.Match, v.MatchPath = name, prefix
+		v.Action, v.Rule = Block, RuleSchoolDeny
+		if allow {
+			v.Action, v.Rule = Allow, RuleSchoolAllow
+		}
+		return v
+	}
+	if hit := c.Cats & blocked; hit != 0 {
+		return s.blockBy(v, RuleCategory, hit, &c)
+	}
+	if g.mode == ModeAllowlist {
+		if ok := c.Cats & g.approved; ok != 0 {
+			v = s.attribute(v, ok, &c)
+			v.Action, v.Rule = Allow, RuleApproved
+			return v
+		}
+		v.Action, v.Rule = Block, RuleNotApproved
+		return v
+	}
+	return v
+}
+
+// blockBy blocks with the most severe of the candidate categories and
+// names the most specific entry that listed it.
+func (s *Snapshot) blockBy(v Verdict, r Rule, candidates Mask, c *Classification) Verdict {
+	v = s.attribute(v, candidates, c)
+	v.Action, v.Rule = Block, r
+	return v
+}
+
+func (s *Snapshot) attribute(v Verdict, candidates Mask, c *Classification) Verdict {
+	var best *Category
+	for id := uint8(0); id < uint8(len(s.tax.cats)); id++ {
+		if candidates.Has(id) {
+			cat := &s.tax.cats[id]
+			if best == nil || cat.Severity > best.Severity {
+				best = cat
+			}
+		}
+	}
+	v.Category = best
+	if best == nil {
+		return v
+	}
+	for i := 0; i < c.NHits; i++ {
+		if c.Hits[i].Mask.Has(best.ID) {
+			v.Match, v.MatchPath = c.Hits[i].Entry, c.Hits[i].Path
+			break
+		}
+	}
+	return v
+}
+
+// walkOverrides looks for the most specific override from the full host up.
+func walkOverrides(o *overrideSet, host, path string) (allow, found bool, name, prefix string) {
+	if o.empty() {
+		return false, false, "", ""
+	}
+	ip := isIPLiteral(host)
+	for i := 0; ; {
+		name := host[i:]
+		if allow, found, prefix := o.match(name, path); found {
+			return allow, true, name, prefix
+		}
+		if ip {
+			break
+		}
+		j := strings.IndexByte(name, '.')
+		if j < 0 {
+			break
+		}
+		i += j + 1
+	}
+	return false, false, "", ""
+}
+
+// Check normalises a target as a person or a script typed it (a host or a
+// URL) and decides it. It allocates; the servers call Decide directly.
+func (s *Snapshot) Check(group, target string, now time.Time) (Target, Verdict, error) {
+	t, err := Normalize(target)
+	if err != nil {
+		return Target{}, Verdict{}, err
+	}
+	return t, s.Decide(group, t.Host, t.Path, now), nil
+}
+
+// Filter holds the snapshot in service. Readers call Current on every
+// request; a reload swaps in a new snapshot atomically, and a failed reload
+// keeps the last good one and is reported by Status.
+type Filter struct {
+	cur       atomic.Pointer[Snapshot]
+	lastErr   atomic.Pointer[reloadError]
+	loadedAt  atomic.Int64
+	reloadsOK atomic.Uint64
+}
+
+type reloadError struct {
+	err error
+	at  time.Time
+}
+
+// NewFilter returns a Filter serving the first snapshot. There is no Filter
+// without a snapshot: if the lists cannot be loaded at start, hedgerow does
+// not serve pupils unfiltered.
+func NewFilter(first *Snapshot) *Filter {
+	f := &Filter{}
+	f.cur.Store(first)
+	f.loadedAt.Store(time.Now().Unix())
+	return f
+}
+
+// Current returns the snapshot in service.
+func (f *Filter) Current() *Snapshot { return f.cur.Load() }
+
+// Reload builds a new snapshot with load and swaps it in. On error the
+// current snapshot stays in service and the error is kept for Status.
+func (f *Filter) Reload(load func() (*Snapshot, error)) error {
+	s, err := load()
+	if err != nil {
+		f.lastErr.Store(&reloadError{err: err, at: time.Now()})
+		return fmt.Errorf("reload failed, keeping the lists loaded at %s: %w",
+			time.Unix(f.loadedAt.Load(), 0).Format(time.RFC3339), err)
+	}
+	f.cur.Store(s)
+	f.loadedAt.Store(time.Now().Unix())
+	f.lastErr.Store(nil)
+	f.reloadsOK.Add(1)
+	return nil
+}
+
+// Status reports when the snapshot in service was loaded and the last reload
+// error, if the most recent reload failed.
+func (f *Filter) Status() (loadedAt time.Time, lastErr error, failedAt time.Time) {
+	loadedAt = time.Unix(f.loadedAt.Load(), 0)
+	if e := f.lastErr.Load(); e != nil {
+		return loadedAt, e.err, e.at
+	}
+	return loadedAt, nil, time.Time{}
+}
