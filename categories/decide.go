@@ -30,17 +30,17 @@ type Rule uint8
 
 // Rules, in the order Decide applies them.
 const (
-	RuleDefault         Rule = iota // nothing matched: allowed
-	RuleUnknownGroup                // the group does not exist: blocked (fail closed)
-	RuleCritical                    // a critical (illegal) category: blocked for everyone
-	RuleLocked                      // a category from a locked feed that the group blocks
-	RuleGroupDeny                   // the group's deny override
-	RuleGroupAllow                  // the group's allow override
-	RuleSchoolDeny                  // a school-wide deny override
-	RuleSchoolAllow                 // a school-wide allow override
-	RuleCategory                    // a category the group blocks
-	RuleNotApproved                 // allowlist mode and the site is not approved
-	RuleApproved                    // allowlist mode and the site is approved
+	RuleDefault      Rule = iota // nothing matched: allowed
+	RuleUnknownGroup             // the group does not exist: blocked (fail closed)
+	RuleCritical                 // a critical (illegal) category: blocked for everyone
+	RuleLocked                   // a category from a locked feed that the group blocks
+	RuleGroupDeny                // the group's deny override
+	RuleGroupAllow               // the group's allow override
+	RuleSchoolDeny               // a school-wide deny override
+	RuleSchoolAllow              // a school-wide allow override
+	RuleCategory                 // a category the group blocks
+	RuleNotApproved              // allowlist mode and the site is not approved
+	RuleApproved                 // allowlist mode and the site is approved
 )
 
 var ruleNames = [...]string{"default", "unknown-group", "critical", "locked", "group-deny", "group-allow",

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"hash/maphash"
+	"math/bits"
 	"slices"
 	"strings"
 )
@@ -38,21 +39,28 @@ type Classification struct {
 }
 
 // Index is an immutable, compact set of domain and URL-prefix entries with
-// their categories. Domain entries live in one packed string with an
-// open-addressing hash table over it, so a lookup costs one hash and
-// usually one comparison, takes no lock and allocates nothing; at millions of
-// entries the whole structure stays near 30 bytes per entry.
+// their categories. Domain entries are records in one packed string (length,
+// category-set number, name); a hash table of 8-slot groups holds each
+// record's offset with an 8-bit tag of its hash. A lookup reads one group
+// (one cache line) and, only when a tag matches, one record: so it costs one
+// hash and usually one memory access per level, takes no lock and allocates
+// nothing, and millions of entries stay under 30 bytes each.
 type Index struct {
-	names string   // every domain entry, concatenated
-	offs  []uint32 // entry i is names[offs[i]:offs[i+1]]
-	sets  []uint16 // entry i's categories: masks[sets[i]]
-	masks []Mask   // distinct category sets
-	slots []uint32 // hash table of entry index+1; 0 is empty
-	seed  maphash.Seed
+	records string      // per entry: len byte, set number (2 bytes, little endian), name
+	groups  []slotGroup // hash table; probing moves group by group
+	masks   []Mask      // distinct category sets, by set number
+	seed    maphash.Seed
+	domains int
 
 	urls       map[string][]urlRule // host -> path prefixes, longest first
 	urlEntries int
 	exceptions map[string]Mask // feed exceptions ("@@" rules): name -> categories it is not in
+}
+
+// slotGroup is eight table slots: their tags (0 = empty) and record offsets.
+type slotGroup struct {
+	tags uint64 // one byte per slot
+	offs [8]uint32
 }
 
 type urlRule struct {
@@ -61,32 +69,62 @@ type urlRule struct {
 }
 
 // Len returns the number of distinct entries (domains plus URL prefixes).
-func (x *Index) Len() int { return len(x.sets) + x.urlEntries }
+func (x *Index) Len() int { return x.domains + x.urlEntries }
 
 // Domains returns the number of distinct domain entries.
-func (x *Index) Domains() int { return len(x.sets) }
+func (x *Index) Domains() int { return x.domains }
 
 // URLs returns the number of distinct URL-prefix entries.
 func (x *Index) URLs() int { return x.urlEntries }
 
+const (
+	lsb = 0x0101010101010101
+	msb = 0x8080808080808080
+)
+
+// hashSlot splits a name's hash into its home group and its tag (never 0,
+// which marks an empty slot).
+func (x *Index) hashSlot(name string) (group int, tag uint64) {
+	h := maphash.String(x.seed, name)
+	tag = h & 0xff
+	if tag == 0 {
+		tag = 1
+	}
+	return reduce(h, len(x.groups)), tag
+}
+
 // lookup returns the categories of exactly this domain entry.
 func (x *Index) lookup(name string) (Mask, bool) {
-	if len(x.slots) == 0 {
+	if len(x.groups) == 0 {
 		return 0, false
 	}
-	i := reduce(maphash.String(x.seed, name), len(x.slots))
+	g, tag := x.hashSlot(name)
+	return x.probe(g, tag, name)
+}
+
+// probe searches for name from its home group g with its tag.
+func (x *Index) probe(g int, tag uint64, name string) (Mask, bool) {
 	for {
-		e := x.slots[i]
-		if e == 0 {
+		grp := &x.groups[g]
+		// Bytes of grp.tags equal to tag become zero in v; the classic
+		// zero-byte test finds them (a borrow can flag a byte after a real
+		// match, which the record comparison then rejects).
+		v := grp.tags ^ (tag * lsb)
+		for m := (v - lsb) &^ v & msb; m != 0; m &= m - 1 {
+			i := bits.TrailingZeros64(m) >> 3
+			off := int(grp.offs[i])
+			if n := int(x.records[off]); n == len(name) && x.records[off+3:off+3+n] == name {
+				return x.masks[int(x.records[off+1])|int(x.records[off+2])<<8], true
+			}
+		}
+		// Slots fill in probe order and nothing is ever deleted, so a group
+		// with an empty slot ends the probe sequence.
+		if (grp.tags-lsb)&^grp.tags&msb != 0 {
 			return 0, false
 		}
-		e--
-		if x.names[x.offs[e]:x.offs[e+1]] == name {
-			return x.masks[x.sets[e]], true
-		}
-		i++
-		if i == len(x.slots) {
-			i = 0
+		g++
+		if g == len(x.groups) {
+			g = 0
 		}
 	}
 }
@@ -96,43 +134,87 @@ func reduce(h uint64, n int) int {
 	return int((h >> 32) * uint64(n) >> 32)
 }
 
+// window is how many levels Classify looks up together.
+const window = 8
+
 // Classify returns the categories of a canonical host (see NormalizeHost)
 // and, when path is not empty, of the URL entries under that host. A domain
 // entry matches itself and every subdomain, so the host is looked up at every
-// level from the full name up to its top-level label; IP addresses match
-// only exactly. Matches at several levels give the union of their categories.
+// level from the full name up to its parent below the top-level label
+// (single-label entries are refused when the index is built); IP addresses
+// match only exactly. Matches at several levels give the union of their
+// categories.
 func (x *Index) Classify(host, path string) Classification {
 	var c Classification
 	var cancelled Mask // categories an exception removed from less specific levels
+	if host == "" {
+		return c
+	}
 	ip := isIPLiteral(host)
-	for i := 0; ; {
-		name := host[i:]
-		if len(x.exceptions) > 0 {
-			if m, ok := x.exceptions[name]; ok {
-				cancelled |= m
+	next := 0 // where the next level starts; -1 when there is none
+	for next >= 0 {
+		// Up to a window of levels at a time: their hash-table groups are
+		// read in one pass of independent loads, so the cache misses overlap
+		// instead of queueing one behind another.
+		var starts [window]int
+		var homes [window]int
+		var tags [window]uint64
+		var pre [window]uint64
+		n := 0
+		for n < window && next >= 0 {
+			j := strings.IndexByte(host[next:], '.')
+			if ip {
+				j = -2 // an IP address is one level
+			} else if j < 0 {
+				break // the top-level label alone is never an entry
+			}
+			starts[n] = next
+			n++
+			if j < 0 {
+				next = -1
+			} else {
+				next += j + 1
 			}
 		}
-		if path != "" && len(x.urls) > 0 {
-			if rules, ok := x.urls[name]; ok {
-				for _, r := range rules {
-					if pathHasPrefix(path, r.prefix) {
-						c.add(Hit{Entry: name, Path: r.prefix, Mask: r.mask}, cancelled)
-						break // rules are longest first: the first is the most specific
+		if n == 0 {
+			break
+		}
+		if len(x.groups) > 0 {
+			for k := 0; k < n; k++ {
+				homes[k], tags[k] = x.hashSlot(host[starts[k]:])
+				pre[k] = x.groups[homes[k]].tags
+			}
+		}
+		for k := 0; k < n; k++ {
+			name := host[starts[k]:]
+			if len(x.exceptions) > 0 {
+				if m, ok := x.exceptions[name]; ok {
+					cancelled |= m
+				}
+			}
+			if path != "" && len(x.urls) > 0 {
+				if rules, ok := x.urls[name]; ok {
+					for _, r := range rules {
+						if pathHasPrefix(path, r.prefix) {
+							c.add(Hit{Entry: name, Path: r.prefix, Mask: r.mask}, cancelled)
+							break // rules are longest first: the first is the most specific
+						}
 					}
 				}
 			}
+			if len(x.groups) == 0 {
+				continue
+			}
+			// No tag match in a home group that still has an empty slot:
+			// the name is certainly absent, without another memory access.
+			v := pre[k] ^ (tags[k] * lsb)
+			if (v-lsb)&^v&msb == 0 && (pre[k]-lsb)&^pre[k]&msb != 0 {
+				continue
+			}
+			if m, ok := x.probe(homes[k], tags[k], name); ok {
+				c.add(Hit{Entry: name, Mask: m}, cancelled)
+			}
 		}
-		if m, ok := x.lookup(name); ok {
-			c.add(Hit{Entry: name, Mask: m}, cancelled)
-		}
-		if ip {
-			break
-		}
-		j := strings.IndexByte(name, '.')
-		if j < 0 {
-			break
-		}
-		i += j + 1
 	}
 	return c
 }
@@ -223,6 +305,12 @@ func (b *IndexBuilder) Add(target string, m Mask) error {
 		p[path] |= m
 		return nil
 	}
+	if err := checkName([]byte(target)); err != nil {
+		return err
+	}
+	if len(target) > 255 {
+		return fmt.Errorf("index entry %q: longer than 255 bytes", target)
+	}
 	if len(b.arena)+len(target) > 1<<32-1 {
 		return fmt.Errorf("index entry %q: more than 4 GiB of names", target)
 	}
@@ -231,11 +319,26 @@ func (b *IndexBuilder) Add(target string, m Mask) error {
 	return nil
 }
 
+// checkName refuses domain entries the label walk never looks up: a single
+// label (a top-level domain) would block every site under it.
+func checkName(target []byte) error {
+	if bytes.IndexByte(target, '.') < 0 && bytes.IndexByte(target, ':') < 0 {
+		return fmt.Errorf("index entry %q: a single label (a whole top-level domain) cannot be an entry", target)
+	}
+	return nil
+}
+
 // AddBytes is Add for a name read from storage; it copies the bytes, so
 // loading millions of entries does not allocate a string for each.
 func (b *IndexBuilder) AddBytes(target []byte, m Mask) error {
 	if bytes.IndexByte(target, '/') >= 0 || len(target) == 0 {
 		return b.Add(string(target), m)
+	}
+	if err := checkName(target); err != nil {
+		return err
+	}
+	if len(target) > 255 {
+		return fmt.Errorf("index entry %q: longer than 255 bytes", target)
 	}
 	if len(b.arena)+len(target) > 1<<32-1 {
 		return fmt.Errorf("index entry %q: more than 4 GiB of names", target)
@@ -261,12 +364,11 @@ func (b *IndexBuilder) Build() (*Index, error) {
 	name := func(r buildRec) []byte { return b.arena[r.off : r.off+r.n] }
 	slices.SortFunc(b.recs, func(p, q buildRec) int { return bytes.Compare(name(p), name(q)) })
 
-	// Merge duplicates and pack the names in sorted order.
+	// Merge duplicates and pack the records in sorted order.
 	x := &Index{seed: maphash.MakeSeed(), exceptions: b.exceptions}
-	var packed strings.Builder
-	packed.Grow(len(b.arena))
 	setIDs := map[Mask]uint16{}
 	n := 0
+	size := 0
 	for i := 0; i < len(b.recs); {
 		r := b.recs[i]
 		m := r.mask
@@ -275,15 +377,18 @@ func (b *IndexBuilder) Build() (*Index, error) {
 			m |= b.recs[j].mask
 		}
 		b.recs[n] = buildRec{off: r.off, n: r.n, mask: m}
+		size += 3 + int(r.n)
 		n++
 		i = j
 	}
+	if size > 1<<32-1 {
+		return nil, fmt.Errorf("index: %d bytes of names, more than 4 GiB", size)
+	}
 	recs := b.recs[:n]
-	x.offs = make([]uint32, 0, n+1)
-	x.sets = make([]uint16, n)
+	x.domains = n
+	packed := make([]byte, 0, size)
+	offsets := make([]uint32, n)
 	for i, r := range recs {
-		x.offs = append(x.offs, uint32(packed.Len()))
-		packed.Write(name(r))
 		id, ok := setIDs[r.mask]
 		if !ok {
 			if len(x.masks) == 1<<16 {
@@ -293,24 +398,34 @@ func (b *IndexBuilder) Build() (*Index, error) {
 			setIDs[r.mask] = id
 			x.masks = append(x.masks, r.mask)
 		}
-		x.sets[i] = id
+		offsets[i] = uint32(len(packed))
+		packed = append(packed, byte(r.n), byte(id), byte(id>>8))
+		packed = append(packed, name(r)...)
 	}
-	x.offs = append(x.offs, uint32(packed.Len()))
-	x.names = packed.String()
+	x.records = string(packed)
+	packed = nil
 	b.arena, b.recs = nil, nil
 
-	// Load factor 0.75: short probe sequences for a third more table.
+	// Groups of 8 slots at a load of about 0.8: most probes end in the home group.
 	if n > 0 {
-		x.slots = make([]uint32, n+n/3+1)
+		x.groups = make([]slotGroup, (n*5/4+7)/8+1)
 		for e := 0; e < n; e++ {
-			i := reduce(maphash.String(x.seed, x.names[x.offs[e]:x.offs[e+1]]), len(x.slots))
-			for x.slots[i] != 0 {
-				i++
-				if i == len(x.slots) {
-					i = 0
+			off := offsets[e]
+			g, tag := x.hashSlot(x.records[off+3 : off+3+uint32(x.records[off])])
+			for {
+				grp := &x.groups[g]
+				if empty := (grp.tags - lsb) &^ grp.tags & msb; empty != 0 {
+					// The lowest flagged byte is always a truly empty slot.
+					i := bits.TrailingZeros64(empty) >> 3
+					grp.tags |= tag << (8 * i)
+					grp.offs[i] = off
+					break
+				}
+				g++
+				if g == len(x.groups) {
+					g = 0
 				}
 			}
-			x.slots[i] = uint32(e + 1)
 		}
 	}
 

@@ -12,7 +12,9 @@ package categories
 import (
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"golang.org/x/net/idna"
 )
@@ -21,7 +23,7 @@ import (
 type Target struct {
 	Host  string // lower-case ASCII (IDN as punycode "xn--"), no trailing dot, no port, no userinfo; IPv4 as dotted quad; IPv6 canonical (netip form) without brackets
 	Path  string // "" when no path is known (bare host input); otherwise begins with "/"
-	Query string // raw query after '?', unmodified, "" if none (kept for later safe-search work)
+	Query string // raw query after '?', as sent except that controls, space and non-ASCII are %-escaped as browsers do; "" if none (kept for later safe-search work)
 }
 
 // String returns Host+Path (and "?"+Query when Query is non-empty). The result
@@ -46,11 +48,25 @@ var idnaLookup = idna.New(
 	idna.CheckHyphens(false),
 )
 
-// Host length limits from RFC 1035, applied to the ASCII form.
+// Host length limits from RFC 1035, applied to the ASCII form, and the most
+// input handed to IDNA conversion (see normSlowHost).
 const (
-	maxLabelLen = 63
-	maxHostLen  = 253
+	maxLabelLen  = 63
+	maxHostLen   = 253
+	maxIDNAInput = 1024
 )
+
+// maxQuoted bounds how much of an input an error message repeats, so that a
+// hostile megabyte-long URL cannot flood the logs.
+const maxQuoted = 300
+
+// normQuoted quotes s for an error message, shortening very long inputs.
+func normQuoted(s string) string {
+	if len(s) <= maxQuoted {
+		return strconv.Quote(s)
+	}
+	return fmt.Sprintf("%s... (%d bytes)", strconv.Quote(s[:maxQuoted]), len(s))
+}
 
 // Normalize turns whatever a client or a list sends into a Target.
 //
@@ -63,7 +79,7 @@ const (
 func Normalize(input string) (Target, error) {
 	s := strings.TrimSpace(input)
 	if s == "" {
-		return Target{}, fmt.Errorf("normalize %q: empty input; expected a host name, IP address or URL", input)
+		return Target{}, fmt.Errorf("normalize %s: empty input; expected a host name, IP address or URL", normQuoted(input))
 	}
 	rest, special, hasScheme := normSplitScheme(s)
 	if !hasScheme {
@@ -93,11 +109,11 @@ func Normalize(input string) (Target, error) {
 
 	host, err := normSplitAuthority(authority)
 	if err != nil {
-		return Target{}, fmt.Errorf("normalize %q: %w", input, err)
+		return Target{}, fmt.Errorf("normalize %s: %w", normQuoted(input), err)
 	}
 	h, err := normalizeHost(host)
 	if err != nil {
-		return Target{}, fmt.Errorf("normalize %q: %w", input, err)
+		return Target{}, fmt.Errorf("normalize %s: %w", normQuoted(input), err)
 	}
 	t := Target{Host: h}
 	if !hasScheme && tail == "" {
@@ -180,11 +196,11 @@ func normFastHost(in string) (n int, upper, ok bool) {
 // parser: IPv6 literal, percent-decoding, IDNA, forbidden characters, IPv4.
 func normSlowHost(in string) (string, error) {
 	if in == "" {
-		return "", fmt.Errorf("host %q: empty; expected a host name or IP address", in)
+		return "", fmt.Errorf("host %s: empty; expected a host name or IP address", normQuoted(in))
 	}
 	if in[0] == '[' {
 		if in[len(in)-1] != ']' {
-			return "", fmt.Errorf("host %q: '[' without closing ']'; expected a bracketed IPv6 address", in)
+			return "", fmt.Errorf("host %s: '[' without closing ']'; expected a bracketed IPv6 address", normQuoted(in))
 		}
 		return normIPv6(in, in[1:len(in)-1])
 	}
@@ -198,9 +214,27 @@ func normSlowHost(in string) (string, error) {
 	}
 	s = normLowerASCII(s)
 	if normNeedsIDNA(s) {
+		// Punycode conversion in x/net/idna is quadratic in label length (a
+		// 120 KB host takes seconds), and a request line can carry a host that
+		// long. A valid result is at most 253 bytes, and even fully
+		// UTF-8 labels stay well under this bound, so refuse longer input.
+		if len(s) > maxIDNAInput {
+			return "", fmt.Errorf("host %s: %d bytes to convert; expected at most %d (a valid name is at most %d once converted)", normQuoted(in), len(s), maxIDNAInput, maxHostLen)
+		}
+		// x/net/idna maps an invalid UTF-8 byte to U+FFFD without an error
+		// (the literal U+FFFD is refused), so invalid UTF-8 is caught here.
+		if !utf8.ValidString(s) {
+			return "", fmt.Errorf("host %s: not valid UTF-8; expected an ASCII or UTF-8 internationalised domain name", normQuoted(in))
+		}
 		a, err := idnaLookup.ToASCII(s)
 		if err != nil {
-			return "", fmt.Errorf("host %q: not a valid internationalised domain name (%v)", in, err)
+			return "", fmt.Errorf("host %s: not a valid internationalised domain name (%v)", normQuoted(in), err)
+		}
+		// The result must convert to itself, or normalising a Target twice
+		// would differ; checking costs one more pass, for IDN hosts only, and
+		// guards against any other leniency of the library.
+		if b, err := idnaLookup.ToASCII(a); err != nil || b != a {
+			return "", fmt.Errorf("host %s: internationalised name converts to %q, which does not validate; expected a name valid under IDNA lookup rules", normQuoted(in), a)
 		}
 		s = a
 	}
@@ -210,18 +244,18 @@ func normSlowHost(in string) (string, error) {
 		s = s[:len(s)-1]
 	}
 	if s == "" {
-		return "", fmt.Errorf("host %q: no labels; expected a host name or IP address", in)
+		return "", fmt.Errorf("host %s: no labels; expected a host name or IP address", normQuoted(in))
 	}
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; !normHostByte(c) && c != '.' {
-			return "", fmt.Errorf("host %q: character %q is not allowed; expected only a-z, 0-9, '-', '_' and '.' separating labels", in, rune(c))
+			return "", fmt.Errorf("host %s: character %q is not allowed; expected only a-z, 0-9, '-', '_' and '.' separating labels", normQuoted(in), rune(c))
 		}
 	}
 	if normEndsInNumber(s) {
 		return normIPv4(in, s)
 	}
 	if len(s) > maxHostLen {
-		return "", fmt.Errorf("host %q: %d bytes long; expected at most %d", in, len(s), maxHostLen)
+		return "", fmt.Errorf("host %s: %d bytes long; expected at most %d", normQuoted(in), len(s), maxHostLen)
 	}
 	for i, rest := 1, s; ; i++ {
 		l := strings.IndexByte(rest, '.')
@@ -229,10 +263,10 @@ func normSlowHost(in string) (string, error) {
 			l = len(rest)
 		}
 		if l == 0 {
-			return "", fmt.Errorf("host %q: label %d is empty; expected 1 to %d characters between dots and at most one trailing dot", in, i, maxLabelLen)
+			return "", fmt.Errorf("host %s: label %d is empty; expected 1 to %d characters between dots and at most one trailing dot", normQuoted(in), i, maxLabelLen)
 		}
 		if l > maxLabelLen {
-			return "", fmt.Errorf("host %q: label %d is %d bytes long; expected at most %d", in, i, l, maxLabelLen)
+			return "", fmt.Errorf("host %s: label %d is %d bytes long; expected at most %d", normQuoted(in), i, l, maxLabelLen)
 		}
 		if l == len(rest) {
 			break
@@ -252,11 +286,11 @@ func normIPv6(in, s string) (string, error) {
 	if strings.IndexByte(s, '%') >= 0 {
 		// A zone only has meaning on the client's own link and browsers
 		// reject it, so it can never name a site worth filtering.
-		return "", fmt.Errorf("host %q: IPv6 zone or escape not allowed; expected an address without %%zone", in)
+		return "", fmt.Errorf("host %s: IPv6 zone or escape not allowed; expected an address without %%zone", normQuoted(in))
 	}
 	a, err := netip.ParseAddr(s)
 	if err != nil || !a.Is6() {
-		return "", fmt.Errorf("host %q: not a valid IPv6 address; expected e.g. 2001:db8::1", in)
+		return "", fmt.Errorf("host %s: not a valid IPv6 address; expected e.g. 2001:db8::1", normQuoted(in))
 	}
 	return a.String(), nil
 }
@@ -297,11 +331,11 @@ func normIPv4(in, s string) (string, error) {
 			part = rest[:i]
 		}
 		if n == 4 {
-			return "", fmt.Errorf("host %q: more than 4 parts; expected an IPv4 address such as 192.168.1.1", in)
+			return "", fmt.Errorf("host %s: more than 4 parts; expected an IPv4 address such as 192.168.1.1", normQuoted(in))
 		}
 		v, ok := normIPv4Number(part)
 		if !ok {
-			return "", fmt.Errorf("host %q: part %d (%q) is not a decimal, octal or hex number; expected an IPv4 address since the last label is numeric", in, n+1, part)
+			return "", fmt.Errorf("host %s: part %d (%s) is not a decimal, octal or hex number; expected an IPv4 address since the last label is numeric", normQuoted(in), n+1, normQuoted(part))
 		}
 		nums[n] = v
 		n++
@@ -313,12 +347,12 @@ func normIPv4(in, s string) (string, error) {
 	var addr uint64
 	for i := 0; i < n-1; i++ {
 		if nums[i] > 255 {
-			return "", fmt.Errorf("host %q: part %d is %d; expected 0 to 255", in, i+1, nums[i])
+			return "", fmt.Errorf("host %s: part %d is %d; expected 0 to 255", normQuoted(in), i+1, nums[i])
 		}
 		addr |= nums[i] << (8 * (3 - i))
 	}
 	if limit := uint64(1) << (8 * (5 - n)); nums[n-1] >= limit {
-		return "", fmt.Errorf("host %q: last part is %d; expected less than %d", in, nums[n-1], limit)
+		return "", fmt.Errorf("host %s: last part is %d; expected less than %d", normQuoted(in), nums[n-1], limit)
 	}
 	addr |= nums[n-1]
 	return netip.AddrFrom4([4]byte{byte(addr >> 24), byte(addr >> 16), byte(addr >> 8), byte(addr)}).String(), nil
@@ -399,12 +433,12 @@ func normSplitAuthority(auth string) (string, error) {
 	if strings.HasPrefix(auth, "[") {
 		j := strings.IndexByte(auth, ']')
 		if j < 0 {
-			return "", fmt.Errorf("host %q: '[' without closing ']'; expected a bracketed IPv6 address", auth)
+			return "", fmt.Errorf("host %s: '[' without closing ']'; expected a bracketed IPv6 address", normQuoted(auth))
 		}
 		host = auth[:j+1]
 		if after := auth[j+1:]; after != "" {
 			if after[0] != ':' {
-				return "", fmt.Errorf("authority %q: %q after ']'; expected nothing or \":port\"", auth, after)
+				return "", fmt.Errorf("authority %s: %s after ']'; expected nothing or \":port\"", normQuoted(auth), normQuoted(after))
 			}
 			port, hasPort = after[1:], true
 		}
@@ -416,17 +450,17 @@ func normSplitAuthority(auth string) (string, error) {
 	if hasPort {
 		// An empty port is allowed ("host:/"), as in browsers.
 		if len(port) > 5 {
-			return "", fmt.Errorf("authority %q: port %q; expected a number 0 to 65535", auth, port)
+			return "", fmt.Errorf("authority %s: port %s; expected a number 0 to 65535", normQuoted(auth), normQuoted(port))
 		}
 		v := 0
 		for k := 0; k < len(port); k++ {
 			if port[k] < '0' || port[k] > '9' {
-				return "", fmt.Errorf("authority %q: port %q; expected a number 0 to 65535", auth, port)
+				return "", fmt.Errorf("authority %s: port %s; expected a number 0 to 65535", normQuoted(auth), normQuoted(port))
 			}
 			v = v*10 + int(port[k]-'0')
 		}
 		if v > 65535 {
-			return "", fmt.Errorf("authority %q: port %q; expected a number 0 to 65535", auth, port)
+			return "", fmt.Errorf("authority %s: port %s; expected a number 0 to 65535", normQuoted(auth), normQuoted(port))
 		}
 	}
 	return host, nil

@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 	"unsafe"
 )
 
@@ -44,8 +45,8 @@ func normalizeCases() []normalizeCase {
 
 		// IDN.
 		{in: "Bücher.example", want: Target{Host: "xn--bcher-kva.example"}},
-		{in: "ÉCOLE.fr", want: Target{Host: "xn--cole-9na.fr"}},
-		{in: "école.fr/Page", want: Target{Host: "xn--cole-9na.fr", Path: "/page"}},
+		{in: "ÉCOLE.fr", want: Target{Host: "xn--cole-9oa.fr"}},
+		{in: "école.fr/Page", want: Target{Host: "xn--cole-9oa.fr", Path: "/page"}},
 		{in: "XN--BCHER-KVA.Example", want: Target{Host: "xn--bcher-kva.example"}},
 		{in: "xn--bcher-kva.example.", want: Target{Host: "xn--bcher-kva.example"}},
 		{in: "faß.de", want: Target{Host: "xn--fa-hia.de"}}, // non-transitional: ß kept
@@ -174,9 +175,11 @@ func normalizeCases() []normalizeCase {
 		{in: "file:///etc/passwd", wantErr: "empty"},
 		{in: "xn--abc-.example", wantErr: "internationalised"},
 		{in: "xn--BCHER-KVA.example", want: Target{Host: "xn--bcher-kva.example"}},
-		{in: "b\xffcher.example", wantErr: "internationalised"},
+		{in: "b\xffcher.example", wantErr: "not valid UTF-8"},
+		{in: "b%FFcher.example", wantErr: "not valid UTF-8"},
+		{in: "xn--bcher-lm43a.example", wantErr: "internationalised"},  // decodes to U+FFFD
 		{in: "a\u0301.example", want: Target{Host: "xn--1ca.example"}}, // NFC: á
-		{in: "\u0301a.example", wantErr: "internationalised"},           // leading combining mark
+		{in: "\u0301a.example", wantErr: "internationalised"},          // leading combining mark
 		{in: "ex_ample*.com/x", wantErr: "character '*'"},
 	}
 }
@@ -225,6 +228,27 @@ func TestNormalizeIdempotent(t *testing.T) {
 	}
 }
 
+func TestNormalizeLongInput(t *testing.T) {
+	// Unbounded, x/net/idna spends seconds on a host this long (punycode is
+	// quadratic), so one request line could pin a CPU.
+	host := strings.Repeat("\u4e00\u4e01\u4e02", 40000) + ".example"
+	start := time.Now()
+	_, err := Normalize("http://" + host + "/")
+	if err == nil || !strings.Contains(err.Error(), "bytes to convert") {
+		t.Fatalf("Normalize(long IDN host) error = %v, want a length error", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("Normalize(long IDN host) took %v, want it refused quickly", d)
+	}
+	if n := len(err.Error()); n > 2*maxQuoted+200 {
+		t.Errorf("error message is %d bytes long; want long inputs shortened", n)
+	}
+	// Long ASCII is cheap and still gets the precise length error.
+	if _, err := NormalizeHost(strings.Repeat("a.", 200000) + "com"); err == nil || !strings.Contains(err.Error(), "bytes long") {
+		t.Errorf("NormalizeHost(long ASCII) error = %v, want a length error", err)
+	}
+}
+
 func TestNormalizeHost(t *testing.T) {
 	cases := []struct {
 		in, want, wantErr string
@@ -235,7 +259,7 @@ func TestNormalizeHost(t *testing.T) {
 		{in: "  example.com ", want: "example.com"},
 		{in: "_dmarc.example.com", want: "_dmarc.example.com"},
 		{in: "Bücher.example", want: "xn--bcher-kva.example"},
-		{in: "ÉCOLE.fr", want: "xn--cole-9na.fr"},
+		{in: "ÉCOLE.fr", want: "xn--cole-9oa.fr"},
 		{in: "xn--bcher-kva.example", want: "xn--bcher-kva.example"},
 		{in: "3232235777", want: "192.168.1.1"},
 		{in: "0xC0.0xA8.1.1", want: "192.168.1.1"},

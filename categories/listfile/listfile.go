@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 
@@ -95,11 +96,11 @@ type Report struct {
 	Ignored []string
 }
 
-// MaxProblems is how many malformed items a Report keeps.
-const MaxProblems = 20
+// maxProblems is how many malformed items a Report keeps.
+const maxProblems = 20
 
-// MaxLine is the longest line read; a longer line is malformed.
-const MaxLine = 64 << 10
+// maxLine is the longest line read; a longer line is malformed.
+const maxLine = 64 << 10
 
 // Read streams the source and calls emit for every entry, in order. source
 // is a file path, a directory, or an http(s) URL; .gz files and
@@ -113,7 +114,15 @@ const MaxLine = 64 << 10
 // two path components, in archive order. A single file read with FormatUT1
 // takes its category and kind from its last two path components too.
 //
-// The Report is returned with the error too, counting what was read.
+// Malformed items (see Report) never stop the read; a line longer than 64
+// KiB is one of them. An I/O, gzip, tar or HTTP error, a cancelled ctx and
+// an error from emit stop it, wrapped as "read <source> line <n>: ..." (the
+// source naming the archive member, "archive:member", when there is one).
+// An http(s) source must answer 200. Several names on a hosts line are
+// separate entries; hosts lines mapping names to an address other than
+// 0.0.0.0, 127.0.0.0/8, :: or ::1 redirect rather than block and are
+// malformed. The Report is returned with the error too, counting what was
+// read.
 func Read(ctx context.Context, source string, opts Options, emit func(Entry) error) (Report, error) {
 	if opts.Format == "" {
 		opts.Format = FormatAuto
@@ -199,14 +208,16 @@ type reader struct {
 	noted map[string]bool
 }
 
-// malformed counts a rejected item and keeps the first MaxProblems.
+// malformed counts a rejected item and keeps the first maxProblems.
 func (rd *reader) malformed(file string, line int, text []byte, reason string) {
 	rd.rep.Malformed++
-	if len(rd.rep.Problems) < MaxProblems {
+	if len(rd.rep.Problems) < maxProblems {
 		const maxText = 200
-		t := string(text)
-		if len(t) > maxText {
-			t = strings.ToValidUTF8(t[:maxText], "") + "…"
+		var t string
+		if len(text) > maxText {
+			t = strings.ToValidUTF8(string(text[:maxText]), "") + "…"
+		} else {
+			t = string(text)
 		}
 		rd.rep.Problems = append(rd.rep.Problems, Problem{File: file, Line: line, Text: t, Reason: reason})
 	}
@@ -296,7 +307,7 @@ func (p *progress) finish() {
 // context.
 type countReader struct {
 	ctx context.Context
-	r   interface{ Read([]byte) (int, error) }
+	r   io.Reader
 	p   *progress
 }
 

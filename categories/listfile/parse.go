@@ -14,7 +14,7 @@ import (
 )
 
 // scan reads the lines of one list file of kind k and emits its entries in
-// category cat. A line longer than MaxLine is malformed, not an error.
+// category cat. A line longer than maxLine is malformed, not an error.
 func (rd *reader) scan(file string, br *bufio.Reader, k kind, cat string) error {
 	rd.rep.Files++
 	var res []result
@@ -24,7 +24,7 @@ func (rd *reader) scan(file string, br *bufio.Reader, k kind, cat string) error 
 		if err == bufio.ErrBufferFull {
 			n++
 			rd.rep.Lines++
-			rd.malformed(file, n, bytes.TrimSpace(line), fmt.Sprintf("line longer than %d bytes", MaxLine))
+			rd.malformed(file, n, bytes.TrimSpace(line), fmt.Sprintf("line longer than %d bytes", maxLine))
 			for err == bufio.ErrBufferFull {
 				_, err = br.ReadSlice('\n')
 			}
@@ -43,6 +43,13 @@ func (rd *reader) scan(file string, br *bufio.Reader, k kind, cat string) error 
 		if len(line) > 0 {
 			n++
 			rd.rep.Lines++
+			if n&1023 == 0 {
+				// The input reader checks ctx on every refill; this also
+				// stops a read whose emit cancelled mid-buffer.
+				if err := rd.ctx.Err(); err != nil {
+					return fmt.Errorf("read %s line %d: %w", file, n, err)
+				}
+			}
 			if n == 1 {
 				line = bytes.TrimPrefix(line, utf8BOM)
 			}
@@ -288,8 +295,10 @@ func hostResult(name []byte) result {
 	if len(name) == 0 {
 		return reject("empty host name")
 	}
-	if bytes.ContainsAny(name, "/:?#@[]\\ \t") {
-		return reject("not a host name")
+	for _, c := range name {
+		if notInHost[c] {
+			return reject("not a host name")
+		}
 	}
 	t, err := categories.Normalize(string(name))
 	if err != nil {
@@ -303,6 +312,15 @@ func hostResult(name []byte) result {
 	}
 	return result{target: t.Host}
 }
+
+// notInHost marks the bytes that make a name a URL, a host:port or
+// several fields rather than a bare host name.
+var notInHost = func() (t [256]bool) {
+	for _, c := range []byte("/:?#@[]\\ \t") {
+		t[c] = true
+	}
+	return t
+}()
 
 // urlResult turns host/path (or a full URL) into a URL-prefix entry,
 // Host+Path without the query; no path at all is the prefix "host/".
@@ -342,8 +360,11 @@ func checkHost(host string) string {
 // nextField splits off the first space- or tab-separated field of a
 // trimmed line.
 func nextField(b []byte) (field, rest []byte) {
-	i := bytes.IndexAny(b, " \t")
-	if i < 0 {
+	i := 0
+	for i < len(b) && b[i] != ' ' && b[i] != '\t' {
+		i++
+	}
+	if i == len(b) {
 		return b, nil
 	}
 	field, rest = b[:i], b[i+1:]
@@ -357,7 +378,7 @@ func nextField(b []byte) (field, rest []byte) {
 // consuming them: the most frequent of AdBlock rules, "IP name" lines and
 // anything else (a domain list) among the first 20.
 func detect(br *bufio.Reader) (kind, error) {
-	buf, err := br.Peek(MaxLine)
+	buf, err := br.Peek(maxLine)
 	if err != nil && err != io.EOF && err != bufio.ErrBufferFull {
 		return 0, err
 	}

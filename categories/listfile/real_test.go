@@ -146,7 +146,7 @@ func readUT1FileForTest(t *testing.T, path string, k kind) Report {
 		r = zr
 	}
 	rd := &reader{ctx: context.Background(), emit: func(Entry) error { return nil }, prog: &progress{}}
-	if err := rd.scan(path, bufio.NewReaderSize(r, MaxLine), k, "test"); err != nil {
+	if err := rd.scan(path, bufio.NewReaderSize(r, maxLine), k, "test"); err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}
 	return rd.rep

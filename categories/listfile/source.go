@@ -134,7 +134,7 @@ func (rd *reader) readHTTP(source string) error {
 // readStream reads one file or HTTP body: undoes gzip, then reads a tar
 // archive or a single list.
 func (rd *reader) readStream(name string, raw io.Reader, h hints) error {
-	br := bufio.NewReaderSize(&countReader{ctx: rd.ctx, r: raw, p: rd.prog}, MaxLine)
+	br := bufio.NewReaderSize(&countReader{ctx: rd.ctx, r: raw, p: rd.prog}, maxLine)
 	if !h.gzip {
 		magic, err := br.Peek(2)
 		if err != nil && err != io.EOF {
@@ -148,7 +148,7 @@ func (rd *reader) readStream(name string, raw io.Reader, h hints) error {
 			return fmt.Errorf("read %s: gzip: %w", name, err)
 		}
 		defer zr.Close()
-		br = bufio.NewReaderSize(zr, MaxLine)
+		br = bufio.NewReaderSize(zr, maxLine)
 	}
 	if !h.tar {
 		hdr, err := br.Peek(512)
@@ -259,7 +259,7 @@ func (rd *reader) readMember(member string, r io.Reader, gz bool, k kind, cat st
 		r = rd.gz
 	}
 	if rd.lr == nil {
-		rd.lr = bufio.NewReaderSize(r, MaxLine)
+		rd.lr = bufio.NewReaderSize(r, maxLine)
 	} else {
 		rd.lr.Reset(r)
 	}
@@ -363,7 +363,7 @@ func (rd *reader) readFile(f ut1Path, slug string) error {
 		r = zr
 	}
 	if rd.lr == nil {
-		rd.lr = bufio.NewReaderSize(r, MaxLine)
+		rd.lr = bufio.NewReaderSize(r, maxLine)
 	} else {
 		rd.lr.Reset(r)
 	}

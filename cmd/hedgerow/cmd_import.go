@@ -70,18 +70,18 @@ override, administrators included; only the next import of that feed replaces th
 
 // importSummary is what an import prints.
 type importSummary struct {
-	Feed       string            `json:"feed"`
-	Source     string            `json:"source"`
-	Files      int               `json:"files"`
-	Lines      int               `json:"lines"`
-	Domains    int               `json:"domains"`
-	URLs       int               `json:"urls"`
-	Exceptions int               `json:"exceptions"`
-	Malformed  int               `json:"malformed"`
+	Feed       string             `json:"feed"`
+	Source     string             `json:"source"`
+	Files      int                `json:"files"`
+	Lines      int                `json:"lines"`
+	Domains    int                `json:"domains"`
+	URLs       int                `json:"urls"`
+	Exceptions int                `json:"exceptions"`
+	Malformed  int                `json:"malformed"`
 	Problems   []listfile.Problem `json:"problems,omitempty"`
-	Ignored    []string          `json:"ignored,omitempty"`
-	Change     store.FeedChange  `json:"change"`
-	Seconds    float64           `json:"seconds"`
+	Ignored    []string           `json:"ignored,omitempty"`
+	Change     store.FeedChange   `json:"change"`
+	Seconds    float64            `json:"seconds"`
 }
 
 func (a *app) runImport(cmd *cobra.Command, s *store.Store, source, feedName string, format listfile.Format,

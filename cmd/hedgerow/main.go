@@ -100,6 +100,7 @@ it is created with a starter policy and starter lists on first use.`,
 	}
 	root.PersistentFlags().StringVar(&a.dataDir, "data", defaultDataDir(), "data directory holding hedgerow.db")
 	root.AddCommand(
+		a.serveCommand(),
 		a.importCommand(),
 		a.categoriesCommand(),
 		a.listsCommand(),

@@ -1,0 +1,200 @@
+package categories_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"hedgerow/categories"
+	"hedgerow/categories/listfile"
+	"hedgerow/e2e/sharedlists"
+)
+
+// loadSharedIndex builds an Index from every list in ../shared/lists, the
+// way the store does after `hedgerow import` of each of them.
+func loadSharedIndex(tb testing.TB, tax *categories.Taxonomy) (*categories.Index, string) {
+	tb.Helper()
+	dir := sharedlists.Dir()
+	if dir == "" {
+		tb.Skip(sharedlists.SkipMessage)
+	}
+	b := categories.NewIndexBuilder(1 << 20)
+	add := func(source string, opts listfile.Options) {
+		_, err := listfile.Read(context.Background(), source, opts, func(e listfile.Entry) error {
+			m, err := tax.MaskOf(e.Category)
+			if err != nil {
+				return err
+			}
+			if e.Allow {
+				b.AddException(e.Target, m)
+				return nil
+			}
+			return b.Add(e.Target, m)
+		})
+		if err != nil {
+			tb.Fatalf("read %s: %v", source, err)
+		}
+	}
+	add(filepath.Join(dir, "ut1"), listfile.Options{})
+	for _, f := range sharedlists.Files {
+		add(filepath.Join(dir, f.Path), listfile.Options{Category: f.Category})
+	}
+	idx, err := b.Build()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return idx, dir
+}
+
+// heapAfterGC returns the live heap after a full collection.
+func heapAfterGC() uint64 {
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+// reportIndexMemory measures the heap an index holds: the heap with it alive
+// minus the heap once it is dropped.
+func reportIndexMemory(b *testing.B, build func() *categories.Index) *categories.Index {
+	before := heapAfterGC()
+	idx := build()
+	after := heapAfterGC()
+	bytes := float64(after) - float64(before)
+	b.ReportMetric(float64(idx.Len()), "entries")
+	b.ReportMetric(bytes/float64(idx.Len()), "heap-B/entry")
+	b.Logf("index: %d entries (%d domains, %d URL prefixes), %.1f MiB heap, %.1f bytes/entry",
+		idx.Len(), idx.Domains(), idx.URLs(), bytes/(1<<20), bytes/float64(idx.Len()))
+	return idx
+}
+
+// BenchmarkDecideQuerymix decides the 200,000-name DNS query mix of
+// ../shared/lists/querymix against every real list, for ks2.
+func BenchmarkDecideQuerymix(b *testing.B) {
+	tax := categories.Builtin()
+	var dir string
+	idx := reportIndexMemory(b, func() *categories.Index {
+		idx, d := loadSharedIndex(b, tax)
+		dir = d
+		return idx
+	})
+	snap, err := categories.NewSnapshot(tax, idx, categories.DefaultPolicy(tax))
+	if err != nil {
+		b.Fatal(err)
+	}
+	names, err := sharedlists.QueryNames(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	now := time.Now()
+	blocked := 0
+	for _, n := range names {
+		if snap.Decide("ks2", n, "", now).Action == categories.Block {
+			blocked++
+		}
+	}
+	b.Logf("querymix: %d names, %.1f%% blocked for ks2", len(names), 100*float64(blocked)/float64(len(names)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	i := 0
+	for b.Loop() {
+		snap.Decide("ks2", names[i], "", now)
+		i++
+		if i == len(names) {
+			i = 0
+		}
+	}
+}
+
+// syntheticNames makes n distinct, realistic domain names: two or three
+// labels of words and numbers under a weighted mix of TLDs.
+func syntheticNames(seed uint64, n int) []string {
+	words := strings.Fields(`best free online top my the get buy cheap live news shop game games play bet casino
+		poker slot win club hot girls dating chat video tube stream movie film music radio sport football
+		travel hotel tickets deal sale store market trade crypto coin cash money loan bank pay health pharma
+		pills style fashion beauty fit diet food recipe pizza coffee wine vape smoke tech soft app web net
+		cloud host data code dev digital smart mobile phone cyber secure vpn proxy unblock hide anon fast easy
+		pro max ultra mega star sun moon sky blue red green black gold city world euro london paris home
+		kids teen family pet dog cat art photo pics gallery book read learn school exam quiz science story
+		comic anime manga fan forum blog wiki info guide review social friend link share hub zone spot site`)
+	tlds := []string{"com", "com", "com", "com", "com", "net", "org", "ru", "info", "de", "xyz", "co.uk",
+		"top", "io", "online", "fr", "nl", "pl", "com.br", "in", "jp", "biz", "club", "me", "tv", "us", "xxx"}
+	prefixes := []string{"www", "m", "cdn", "api", "static", "ads", "img", "mail", "app", "blog", "shop"}
+	r := rand.New(rand.NewPCG(seed, seed))
+	seen := make(map[string]struct{}, n)
+	out := make([]string, 0, n)
+	for len(out) < n {
+		name := words[r.IntN(len(words))] + words[r.IntN(len(words))]
+		if r.IntN(3) == 0 {
+			name += fmt.Sprint(r.IntN(10000))
+		}
+		name += "." + tlds[r.IntN(len(tlds))]
+		if r.IntN(5) == 0 {
+			name = prefixes[r.IntN(len(prefixes))] + "." + name
+		}
+		if _, dup := seen[name]; dup {
+			continue
+		}
+		seen[name] = struct{}{}
+		out = append(out, name)
+	}
+	return out
+}
+
+// BenchmarkDecide5M decides a realistic mix (20% listed names, the rest not
+// listed, with subdomain prefixes) against a synthetic 5-million-entry index,
+// the size of the full UT1 adult list.
+func BenchmarkDecide5M(b *testing.B) {
+	if testing.Short() {
+		b.Skip("5M-entry index: skipped in -short mode")
+	}
+	tax := categories.Builtin()
+	adult, _ := tax.MaskOf("adult")
+	const n = 5_000_000
+	names := syntheticNames(1, n)
+	idx := reportIndexMemory(b, func() *categories.Index {
+		bld := categories.NewIndexBuilder(n)
+		for _, name := range names {
+			if err := bld.Add(name, adult); err != nil {
+				b.Fatal(err)
+			}
+		}
+		idx, err := bld.Build()
+		if err != nil {
+			b.Fatal(err)
+		}
+		return idx
+	})
+	snap, err := categories.NewSnapshot(tax, idx, categories.DefaultPolicy(tax))
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(2, 2))
+	others := syntheticNames(3, 200_000)
+	queries := make([]string, 0, 250_000)
+	for i := 0; i < 50_000; i++ {
+		queries = append(queries, names[r.IntN(len(names))])
+	}
+	for _, o := range others {
+		queries = append(queries, "www."+o)
+	}
+	r.Shuffle(len(queries), func(i, j int) { queries[i], queries[j] = queries[j], queries[i] })
+	names = nil
+	now := time.Now()
+	b.ReportAllocs()
+	b.ResetTimer()
+	i := 0
+	for b.Loop() {
+		snap.Decide("ks2", queries[i], "", now)
+		i++
+		if i == len(queries) {
+			i = 0
+		}
+	}
+}
