@@ -290,6 +290,10 @@ func normIPv6(in, s string) (string, error) {
 	}
 	a, err := netip.ParseAddr(s)
 	if err != nil || !a.Is6() {
+		if s == in && strings.Count(s, ":") == 1 {
+			// Most likely "name:port" handed to NormalizeHost.
+			return "", fmt.Errorf("host %s: not a valid IPv6 address; expected a host without a port (split \":port\" off first) or an IPv6 address", normQuoted(in))
+		}
 		return "", fmt.Errorf("host %s: not a valid IPv6 address; expected e.g. 2001:db8::1", normQuoted(in))
 	}
 	return a.String(), nil

@@ -272,7 +272,7 @@ func TestNormalizeHost(t *testing.T) {
 		{in: ".", wantErr: "no labels"},
 		{in: "example.com..", wantErr: "empty"},
 		{in: "a b", wantErr: "' '"},
-		{in: "example.com:443", wantErr: "not a valid IPv6"}, // ports are split off by the caller
+		{in: "example.com:443", wantErr: "without a port"}, // ports are split off by the caller
 		{in: "a/b", wantErr: "'/'"},
 		{in: "1.2.3.4.5", wantErr: "more than 4 parts"},
 		{in: "fe80::1%eth0", wantErr: "zone"},

@@ -475,3 +475,29 @@ func TestLoadSnapshotBadChunk(t *testing.T) {
 		})
 	}
 }
+
+// The time zone written is the time zone read back (or the policy is
+// refused). categories.Policy.Validate accepts "" (time.LoadLocation("") is
+// UTC), but readPolicy turns a stored "" into DefaultTimeZone, so a policy
+// that was validated, compiled and audited as UTC comes back as Europe/London.
+func TestPolicyTimeZoneRoundTrip(t *testing.T) {
+	s, _ := openNew(t)
+	for _, zone := range []string{"UTC", "America/New_York", categories.DefaultTimeZone, ""} {
+		t.Run("zone="+zone, func(t *testing.T) {
+			err := s.UpdatePolicy("it", PolicyChange{Action: "time zone", Reason: "r", Apply: func(p *categories.Policy) (string, error) {
+				p.TimeZone = zone
+				return "time_zone", nil
+			}})
+			if err != nil {
+				if zone == "" {
+					return // refusing an empty zone is fine too
+				}
+				t.Fatal(err)
+			}
+			p, _ := s.Policy()
+			if p.TimeZone != zone {
+				t.Errorf("wrote time zone %q, read back %q", zone, p.TimeZone)
+			}
+		})
+	}
+}

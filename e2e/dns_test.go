@@ -1,0 +1,203 @@
+package e2e
+
+import (
+	"context"
+	"net"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// freePort returns a port that was free on 127.0.0.1 for both UDP and TCP.
+func freePort(t *testing.T) int {
+	t.Helper()
+	for i := 0; i < 20; i++ {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := pc.LocalAddr().(*net.UDPAddr).Port
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		pc.Close()
+		if err == nil {
+			ln.Close()
+			return port
+		}
+	}
+	t.Fatal("no free port")
+	return 0
+}
+
+// upstream is a real DNS server on loopback that answers every A query with
+// 192.0.2.1 and every AAAA query with 2001:db8::1.
+func upstream(t *testing.T) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(r)
+		q := r.Question[0]
+		switch q.Qtype {
+		case dns.TypeA:
+			rr, _ := dns.NewRR(q.Name + " 300 IN A 192.0.2.1")
+			m.Answer = append(m.Answer, rr)
+		case dns.TypeAAAA:
+			rr, _ := dns.NewRR(q.Name + " 300 IN AAAA 2001:db8::1")
+			m.Answer = append(m.Answer, rr)
+		}
+		_ = w.WriteMsg(m)
+	})
+	srv := &dns.Server{PacketConn: pc, Handler: h}
+	go func() { _ = srv.ActivateAndServe() }()
+	t.Cleanup(func() { _ = srv.Shutdown() })
+	return pc.LocalAddr().String()
+}
+
+// digResult is what the tests read from dig's output.
+type digResult struct {
+	status string
+	answer []string
+	ede    string
+	raw    string
+}
+
+func dig(t *testing.T, port int, args ...string) digResult {
+	t.Helper()
+	base := []string{"@127.0.0.1", "-p", strconv.Itoa(port), "+time=3", "+tries=1", "+nocookie"}
+	out, _ := exec.Command("dig", append(base, args...)...).CombinedOutput()
+	r := digResult{raw: string(out)}
+	inAnswer := false
+	for _, line := range strings.Split(string(out), "\n") {
+		switch {
+		case strings.Contains(line, "->>HEADER<<-"):
+			if i := strings.Index(line, "status: "); i >= 0 {
+				r.status = strings.TrimSuffix(strings.Fields(line[i+8:])[0], ",")
+			}
+		case strings.HasPrefix(line, "; EDE:"):
+			r.ede = strings.TrimSpace(strings.TrimPrefix(line, "; EDE:"))
+		case strings.HasPrefix(line, ";; ANSWER SECTION:"):
+			inAnswer = true
+		case inAnswer && line == "":
+			inAnswer = false
+		case inAnswer:
+			r.answer = append(r.answer, line)
+		}
+	}
+	return r
+}
+
+// TestDNSFilter runs `hedgerow serve` on loopback and queries it with dig
+// from different loopback source addresses mapped to different groups.
+func TestDNSFilter(t *testing.T) {
+	if _, err := exec.LookPath("dig"); err != nil {
+		t.Skip("dig not installed (apt-get install bind9-dnsutils; .ci/run does): skipping the DNS test")
+	}
+	data := t.TempDir()
+	// 127.0.0.1 is a ks2 pupil, 127.0.0.2 staff, 127.0.0.3 in no range.
+	mustRun(t, "", "clients", "remove", "127.0.0.0/8", "--data", data, "--reason", "test")
+	mustRun(t, "", "clients", "add", "127.0.0.1", "ks2", "--data", data, "--reason", "test")
+	mustRun(t, "", "clients", "add", "127.0.0.2", "staff", "--data", data, "--reason", "test")
+	mustRun(t, "", "lists", "add", "badsite.example", "--category", "adult", "--data", data, "--reason", "test")
+
+	up := upstream(t)
+	port := freePort(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, hedgerowBinary(t), "serve", "--data", data, "--dns", "127.0.0.1:"+strconv.Itoa(port), "--upstream", up)
+	var logs strings.Builder
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("hedgerow serve logs:\n%s", logs.String())
+		}
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for dig(t, port, "-b", "127.0.0.1", "ready.example").status == "" {
+		if time.Now().After(deadline) {
+			t.Fatalf("hedgerow serve did not answer within 20s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	tests := []struct {
+		name       string
+		args       []string
+		wantStatus string
+		wantAnswer string // substring of the answer section; "" for none
+		wantEDE    string
+	}{
+		{"allowed name is forwarded", []string{"-b", "127.0.0.1", "www.example.org", "A"}, "NOERROR", "192.0.2.1", ""},
+		{"allowed AAAA", []string{"-b", "127.0.0.1", "www.example.org", "AAAA"}, "NOERROR", "2001:db8::1", ""},
+		{"starter list blocks adult", []string{"-b", "127.0.0.1", "pornhub.com"}, "NXDOMAIN", "", "15 (Blocked): (adult)"},
+		{"subdomain and upper case", []string{"-b", "127.0.0.1", "WWW.PornHub.COM."}, "NXDOMAIN", "", "15 (Blocked): (adult)"},
+		{"hand-added entry", []string{"-b", "127.0.0.1", "cdn.badsite.example"}, "NXDOMAIN", "", "15 (Blocked): (adult)"},
+		{"blocked for every type: AAAA", []string{"-b", "127.0.0.1", "pornhub.com", "AAAA"}, "NXDOMAIN", "", "15 (Blocked)"},
+		{"blocked for every type: HTTPS", []string{"-b", "127.0.0.1", "pornhub.com", "TYPE65"}, "NXDOMAIN", "", "15 (Blocked)"},
+		{"blocked for every type: MX", []string{"-b", "127.0.0.1", "pornhub.com", "MX"}, "NXDOMAIN", "", "15 (Blocked)"},
+		{"social networks blocked for ks2", []string{"-b", "127.0.0.1", "facebook.com"}, "NXDOMAIN", "", "social-networks"},
+		{"social networks allowed for staff", []string{"-b", "127.0.0.2", "facebook.com"}, "NOERROR", "192.0.2.1", ""},
+		{"adult blocked for staff too", []string{"-b", "127.0.0.2", "pornhub.com"}, "NXDOMAIN", "", "adult"},
+		{"unmapped source refused", []string{"-b", "127.0.0.3", "www.example.org"}, "REFUSED", "", "18 (Prohibited)"},
+		{"over TCP", []string{"-b", "127.0.0.1", "+tcp", "pornhub.com"}, "NXDOMAIN", "", "15 (Blocked)"},
+		{"allowed over TCP", []string{"-b", "127.0.0.1", "+tcp", "www.example.org"}, "NOERROR", "192.0.2.1", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := dig(t, port, tc.args...)
+			if r.status != tc.wantStatus {
+				t.Fatalf("status %q, want %q\n%s", r.status, tc.wantStatus, r.raw)
+			}
+			if tc.wantAnswer == "" && len(r.answer) > 0 {
+				t.Errorf("unexpected answer %v", r.answer)
+			}
+			if tc.wantAnswer != "" && !strings.Contains(strings.Join(r.answer, "\n"), tc.wantAnswer) {
+				t.Errorf("answer %v, want %q", r.answer, tc.wantAnswer)
+			}
+			if !strings.Contains(r.ede, tc.wantEDE) {
+				t.Errorf("EDE %q, want %q", r.ede, tc.wantEDE)
+			}
+		})
+	}
+}
+
+// TestDNSFilterUpstreamDown: blocked names are still answered at once, and
+// allowed names get SERVFAIL with an Extended DNS Error.
+func TestDNSFilterUpstreamDown(t *testing.T) {
+	if _, err := exec.LookPath("dig"); err != nil {
+		t.Skip("dig not installed: skipping the DNS test")
+	}
+	data := t.TempDir()
+	deadPort := freePort(t) // nothing listens there
+	port := freePort(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, hedgerowBinary(t), "serve", "--data", data, "--dns", "127.0.0.1:"+strconv.Itoa(port),
+		"--upstream", "127.0.0.1:"+strconv.Itoa(deadPort))
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); _ = cmd.Wait() })
+	deadline := time.Now().Add(20 * time.Second)
+	for dig(t, port, "pornhub.com").status == "" {
+		if time.Now().After(deadline) {
+			t.Fatalf("hedgerow serve did not answer within 20s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if r := dig(t, port, "pornhub.com"); r.status != "NXDOMAIN" {
+		t.Errorf("blocked name with upstream down: %q, want NXDOMAIN", r.status)
+	}
+	if r := dig(t, port, "www.example.org"); r.status != "SERVFAIL" || !strings.Contains(r.ede, "22") {
+		t.Errorf("allowed name with upstream down: %q %q, want SERVFAIL with EDE 22", r.status, r.ede)
+	}
+}
