@@ -1,7 +1,9 @@
 package categories
 
 import (
+	"errors"
 	"fmt"
+	"math/bits"
 	"net/netip"
 	"strings"
 	"sync/atomic"
@@ -218,7 +220,7 @@ func (s *Snapshot) Decide(group, host, path string, now time.Time) Verdict {
 	}
 	if g.mode == ModeAllowlist {
 		if ok := c.Cats & g.approved; ok != 0 {
-			v = s.attribute(v, ok, &c)
+			v = s.attribute(v, ok, &c, false)
 			v.Action, v.Rule = Allow, RuleApproved
 			return v
 		}
@@ -231,19 +233,19 @@ func (s *Snapshot) Decide(group, host, path string, now time.Time) Verdict {
 // blockBy blocks with the most severe of the candidate categories and
 // names the most specific entry that listed it.
 func (s *Snapshot) blockBy(v Verdict, r Rule, candidates Mask, c *Classification) Verdict {
-	v = s.attribute(v, candidates, c)
+	v = s.attribute(v, candidates, c, r == RuleLocked)
 	v.Action, v.Rule = Block, r
 	return v
 }
 
-func (s *Snapshot) attribute(v Verdict, candidates Mask, c *Classification) Verdict {
+// attribute names the most severe candidate category and the most specific
+// entry that listed it (a locked one, for a locked block).
+func (s *Snapshot) attribute(v Verdict, candidates Mask, c *Classification, locked bool) Verdict {
 	var best *Category
-	for id := uint8(0); id < uint8(len(s.tax.cats)); id++ {
-		if candidates.Has(id) {
-			cat := &s.tax.cats[id]
-			if best == nil || cat.Severity > best.Severity {
-				best = cat
-			}
+	for m := candidates &^ flagBits; m != 0; m &= m - 1 {
+		cat := &s.tax.cats[bits.TrailingZeros64(uint64(m))]
+		if best == nil || cat.Severity > best.Severity {
+			best = cat
 		}
 	}
 	v.Category = best
@@ -251,7 +253,11 @@ func (s *Snapshot) attribute(v Verdict, candidates Mask, c *Classification) Verd
 		return v
 	}
 	for i := 0; i < c.NHits; i++ {
-		if c.Hits[i].Mask.Has(best.ID) {
+		m := c.Hits[i].Mask
+		if locked {
+			m = c.Hits[i].Locked
+		}
+		if m.Has(best.ID) {
 			v.Match, v.MatchPath = c.Hits[i].Entry, c.Hits[i].Path
 			break
 		}
@@ -310,11 +316,14 @@ type reloadError struct {
 // NewFilter returns a Filter serving the first snapshot. There is no Filter
 // without a snapshot: if the lists cannot be loaded at start, hedgerow does
 // not serve pupils unfiltered.
-func NewFilter(first *Snapshot) *Filter {
+func NewFilter(first *Snapshot) (*Filter, error) {
+	if first == nil {
+		return nil, errors.New("filter: no lists loaded; refusing to filter with nothing")
+	}
 	f := &Filter{}
 	f.cur.Store(first)
 	f.loadedAt.Store(time.Now().Unix())
-	return f
+	return f, nil
 }
 
 // Current returns the snapshot in service.
@@ -324,6 +333,9 @@ func (f *Filter) Current() *Snapshot { return f.cur.Load() }
 // current snapshot stays in service and the error is kept for Status.
 func (f *Filter) Reload(load func() (*Snapshot, error)) error {
 	s, err := load()
+	if err == nil && s == nil {
+		err = errors.New("the loader returned no lists")
+	}
 	if err != nil {
 		f.lastErr.Store(&reloadError{err: err, at: time.Now()})
 		return fmt.Errorf("reload failed, keeping the lists loaded at %s: %w",

@@ -554,7 +554,10 @@ func TestDecideSchedules(t *testing.T) {
 
 func TestFilter(t *testing.T) {
 	first := decSnapshot(t, nil)
-	f := NewFilter(first)
+	f, err := NewFilter(first)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if f.Current() != first {
 		t.Fatal("Current is not the first snapshot")
 	}
@@ -564,7 +567,7 @@ func TestFilter(t *testing.T) {
 	}
 
 	boom := errors.New("list file corrupt")
-	err := f.Reload(func() (*Snapshot, error) { return nil, boom })
+	err = f.Reload(func() (*Snapshot, error) { return nil, boom })
 	if err == nil || !errors.Is(err, boom) || !strings.Contains(err.Error(), "keeping") {
 		t.Errorf("failed Reload = %v, want it to wrap the cause and say the old lists stay", err)
 	}
@@ -598,8 +601,11 @@ func TestFilter(t *testing.T) {
 // snapshot nor an error must not leave the servers with a nil snapshot.
 func TestFilterReloadNilSnapshot(t *testing.T) {
 	first := decSnapshot(t, nil)
-	f := NewFilter(first)
-	err := f.Reload(func() (*Snapshot, error) { return nil, nil })
+	f, err := NewFilter(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = f.Reload(func() (*Snapshot, error) { return nil, nil })
 	if f.Current() == nil {
 		t.Fatal("Reload with a nil snapshot and no error left the Filter without a snapshot")
 	}
@@ -610,7 +616,10 @@ func TestFilterReloadNilSnapshot(t *testing.T) {
 
 func TestFilterConcurrent(t *testing.T) {
 	snaps := []*Snapshot{decSnapshot(t, nil), decSnapshot(t, allowOverrides(SchoolGroup, []string{"games.example"}, nil))}
-	f := NewFilter(snaps[0])
+	f, err := NewFilter(snaps[0])
+	if err != nil {
+		t.Fatal(err)
+	}
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
 	for range 4 {

@@ -25,9 +25,36 @@ const maxHits = 8
 
 // Hit is one entry that matched a host or URL.
 type Hit struct {
-	Entry string // the matching domain, or the host part of a URL entry
-	Path  string // the URL entry's path prefix; "" for a domain entry
-	Mask  Mask   // the entry's categories and flags
+	Entry  string // the matching domain, or the host part of a URL entry
+	Path   string // the URL entry's path prefix; "" for a domain entry
+	Mask   Mask   // the entry's categories, with FlagLocked when some came from a locked feed
+	Locked Mask   // the entry's categories that came from a locked feed
+}
+
+// entrySet is the categories of one entry and which of them came from a
+// locked feed. Keeping both means that a name listed by a locked feed in one
+// category and by an ordinary feed in another locks only the first.
+type entrySet struct {
+	cats, locked Mask
+}
+
+// setOf reads a Mask as given to IndexBuilder.Add: FlagLocked locks all of
+// its categories.
+func setOf(m Mask) entrySet {
+	s := entrySet{cats: m &^ flagBits}
+	if m&FlagLocked != 0 {
+		s.locked = s.cats
+	}
+	return s
+}
+
+// mask encodes the set the way Add takes it (FlagLocked when any category is
+// locked).
+func (s entrySet) mask() Mask {
+	if s.locked != 0 {
+		return s.cats | FlagLocked
+	}
+	return s.cats
 }
 
 // Classification is everything the Index knows about one target.
@@ -48,7 +75,7 @@ type Classification struct {
 type Index struct {
 	records string      // per entry: len byte, set number (2 bytes, little endian), name
 	groups  []slotGroup // hash table; probing moves group by group
-	masks   []Mask      // distinct category sets, by set number
+	sets    []entrySet  // distinct category sets, by set number
 	seed    maphash.Seed
 	domains int
 
@@ -65,7 +92,7 @@ type slotGroup struct {
 
 type urlRule struct {
 	prefix string
-	mask   Mask
+	set    entrySet
 }
 
 // Len returns the number of distinct entries (domains plus URL prefixes).
@@ -93,17 +120,19 @@ func (x *Index) hashSlot(name string) (group int, tag uint64) {
 	return reduce(h, len(x.groups)), tag
 }
 
-// lookup returns the categories of exactly this domain entry.
+// lookup returns the categories of exactly this domain entry, encoded as
+// Add takes them.
 func (x *Index) lookup(name string) (Mask, bool) {
 	if len(x.groups) == 0 {
 		return 0, false
 	}
 	g, tag := x.hashSlot(name)
-	return x.probe(g, tag, name)
+	s, ok := x.probe(g, tag, name)
+	return s.mask(), ok
 }
 
 // probe searches for name from its home group g with its tag.
-func (x *Index) probe(g int, tag uint64, name string) (Mask, bool) {
+func (x *Index) probe(g int, tag uint64, name string) (entrySet, bool) {
 	for {
 		grp := &x.groups[g]
 		// Bytes of grp.tags equal to tag become zero in v; the classic
@@ -114,13 +143,13 @@ func (x *Index) probe(g int, tag uint64, name string) (Mask, bool) {
 			i := bits.TrailingZeros64(m) >> 3
 			off := int(grp.offs[i])
 			if n := int(x.records[off]); n == len(name) && x.records[off+3:off+3+n] == name {
-				return x.masks[int(x.records[off+1])|int(x.records[off+2])<<8], true
+				return x.sets[int(x.records[off+1])|int(x.records[off+2])<<8], true
 			}
 		}
 		// Slots fill in probe order and nothing is ever deleted, so a group
 		// with an empty slot ends the probe sequence.
 		if (grp.tags-lsb)&^grp.tags&msb != 0 {
-			return 0, false
+			return entrySet{}, false
 		}
 		g++
 		if g == len(x.groups) {
@@ -163,8 +192,10 @@ func (x *Index) Classify(host, path string) Classification {
 		n := 0
 		for n < window && next >= 0 {
 			j := strings.IndexByte(host[next:], '.')
-			if ip {
-				j = -2 // an IP address is one level
+			if ip || (j < 0 && next == 0) {
+				// An IP address is one level; so is a single-label host,
+				// which only URL entries (an intranet path) can match.
+				j = -2
 			} else if j < 0 {
 				break // the top-level label alone is never an entry
 			}
@@ -194,10 +225,12 @@ func (x *Index) Classify(host, path string) Classification {
 			}
 			if path != "" && len(x.urls) > 0 {
 				if rules, ok := x.urls[name]; ok {
+					// Every matching prefix counts (a listing of /adult is not
+					// hidden by one of /adult/games); longest first, so the
+					// most specific is recorded first.
 					for _, r := range rules {
 						if pathHasPrefix(path, r.prefix) {
-							c.add(Hit{Entry: name, Path: r.prefix, Mask: r.mask}, cancelled)
-							break // rules are longest first: the first is the most specific
+							c.add(name, r.prefix, r.set, cancelled)
 						}
 					}
 				}
@@ -211,23 +244,22 @@ func (x *Index) Classify(host, path string) Classification {
 			if (v-lsb)&^v&msb == 0 && (pre[k]-lsb)&^pre[k]&msb != 0 {
 				continue
 			}
-			if m, ok := x.probe(homes[k], tags[k], name); ok {
-				c.add(Hit{Entry: name, Mask: m}, cancelled)
+			if set, ok := x.probe(homes[k], tags[k], name); ok {
+				c.add(name, "", set, cancelled)
 			}
 		}
 	}
 	return c
 }
 
-func (c *Classification) add(h Hit, cancelled Mask) {
-	if h.Mask&FlagLocked != 0 {
-		c.Locked |= h.Mask &^ flagBits
-	} else {
-		h.Mask &^= cancelled
-	}
-	c.Cats |= h.Mask &^ flagBits
+// add records a matching entry; exceptions cancel only its categories that
+// did not come from a locked feed.
+func (c *Classification) add(entry, path string, s entrySet, cancelled Mask) {
+	s.cats &^= cancelled &^ s.locked
+	c.Cats |= s.cats
+	c.Locked |= s.locked
 	if c.NHits < maxHits {
-		c.Hits[c.NHits] = h
+		c.Hits[c.NHits] = Hit{Entry: entry, Path: path, Mask: s.mask(), Locked: s.locked}
 		c.NHits++
 	}
 }
@@ -266,14 +298,14 @@ func isIPLiteral(host string) bool {
 type IndexBuilder struct {
 	arena      []byte
 	recs       []buildRec
-	urls       map[string]map[string]Mask
+	urls       map[string]map[string]entrySet
 	exceptions map[string]Mask
 }
 
 type buildRec struct {
-	off  uint32
-	n    uint32
-	mask Mask
+	off uint32
+	n   uint32
+	set entrySet
 }
 
 // NewIndexBuilder returns an empty builder; sizeHint is the expected number
@@ -282,7 +314,7 @@ func NewIndexBuilder(sizeHint int) *IndexBuilder {
 	return &IndexBuilder{
 		arena: make([]byte, 0, sizeHint*20),
 		recs:  make([]buildRec, 0, sizeHint),
-		urls:  map[string]map[string]Mask{},
+		urls:  map[string]map[string]entrySet{},
 	}
 }
 
@@ -299,10 +331,11 @@ func (b *IndexBuilder) Add(target string, m Mask) error {
 		}
 		p := b.urls[host]
 		if p == nil {
-			p = map[string]Mask{}
+			p = map[string]entrySet{}
 			b.urls[host] = p
 		}
-		p[path] |= m
+		old, ns := p[path], setOf(m)
+		p[path] = entrySet{cats: old.cats | ns.cats, locked: old.locked | ns.locked}
 		return nil
 	}
 	if err := checkName([]byte(target)); err != nil {
@@ -314,7 +347,7 @@ func (b *IndexBuilder) Add(target string, m Mask) error {
 	if len(b.arena)+len(target) > 1<<32-1 {
 		return fmt.Errorf("index entry %q: more than 4 GiB of names", target)
 	}
-	b.recs = append(b.recs, buildRec{off: uint32(len(b.arena)), n: uint32(len(target)), mask: m})
+	b.recs = append(b.recs, buildRec{off: uint32(len(b.arena)), n: uint32(len(target)), set: setOf(m)})
 	b.arena = append(b.arena, target...)
 	return nil
 }
@@ -343,7 +376,7 @@ func (b *IndexBuilder) AddBytes(target []byte, m Mask) error {
 	if len(b.arena)+len(target) > 1<<32-1 {
 		return fmt.Errorf("index entry %q: more than 4 GiB of names", target)
 	}
-	b.recs = append(b.recs, buildRec{off: uint32(len(b.arena)), n: uint32(len(target)), mask: m})
+	b.recs = append(b.recs, buildRec{off: uint32(len(b.arena)), n: uint32(len(target)), set: setOf(m)})
 	b.arena = append(b.arena, target...)
 	return nil
 }
@@ -366,17 +399,18 @@ func (b *IndexBuilder) Build() (*Index, error) {
 
 	// Merge duplicates and pack the records in sorted order.
 	x := &Index{seed: maphash.MakeSeed(), exceptions: b.exceptions}
-	setIDs := map[Mask]uint16{}
+	setIDs := map[entrySet]uint16{}
 	n := 0
 	size := 0
 	for i := 0; i < len(b.recs); {
 		r := b.recs[i]
-		m := r.mask
+		set := r.set
 		j := i + 1
 		for ; j < len(b.recs) && bytes.Equal(name(b.recs[j]), name(r)); j++ {
-			m |= b.recs[j].mask
+			set.cats |= b.recs[j].set.cats
+			set.locked |= b.recs[j].set.locked
 		}
-		b.recs[n] = buildRec{off: r.off, n: r.n, mask: m}
+		b.recs[n] = buildRec{off: r.off, n: r.n, set: set}
 		size += 3 + int(r.n)
 		n++
 		i = j
@@ -389,14 +423,14 @@ func (b *IndexBuilder) Build() (*Index, error) {
 	packed := make([]byte, 0, size)
 	offsets := make([]uint32, n)
 	for i, r := range recs {
-		id, ok := setIDs[r.mask]
+		id, ok := setIDs[r.set]
 		if !ok {
-			if len(x.masks) == 1<<16 {
+			if len(x.sets) == 1<<16 {
 				return nil, fmt.Errorf("index: more than %d distinct category combinations", 1<<16)
 			}
-			id = uint16(len(x.masks))
-			setIDs[r.mask] = id
-			x.masks = append(x.masks, r.mask)
+			id = uint16(len(x.sets))
+			setIDs[r.set] = id
+			x.sets = append(x.sets, r.set)
 		}
 		offsets[i] = uint32(len(packed))
 		packed = append(packed, byte(r.n), byte(id), byte(id>>8))
@@ -433,7 +467,7 @@ func (b *IndexBuilder) Build() (*Index, error) {
 	for host, paths := range b.urls {
 		rules := make([]urlRule, 0, len(paths))
 		for p, m := range paths {
-			rules = append(rules, urlRule{prefix: p, mask: m})
+			rules = append(rules, urlRule{prefix: p, set: m})
 		}
 		slices.SortFunc(rules, func(a, c urlRule) int {
 			if d := len(c.prefix) - len(a.prefix); d != 0 {

@@ -122,10 +122,20 @@ func (p *Policy) Validate(t *Taxonomy) error {
 	if _, err := compileOverrides(p.School.Allow, p.School.Deny); err != nil {
 		errs = append(errs, "school-wide overrides: "+err.Error())
 	}
+	ranges := map[netip.Prefix]string{}
 	for _, c := range p.Clients {
+		if !c.Prefix.IsValid() {
+			errs = append(errs, fmt.Sprintf("client range for group %q: not a valid address or CIDR", c.Group))
+			continue
+		}
 		if !seen[c.Group] {
 			errs = append(errs, fmt.Sprintf("client range %s: unknown group %q", c.Prefix, c.Group))
 		}
+		p := canonicalPrefix(c.Prefix)
+		if g, dup := ranges[p]; dup && g != c.Group {
+			errs = append(errs, fmt.Sprintf("client range %s is mapped to both %q and %q", p, g, c.Group))
+		}
+		ranges[p] = c.Group
 	}
 	if _, err := time.LoadLocation(p.TimeZone); err != nil {
 		errs = append(errs, fmt.Sprintf("time zone %q: %v", p.TimeZone, err))
@@ -362,8 +372,14 @@ func ParseOverride(target string) (Target, error) {
 	if t.Query != "" {
 		return Target{}, fmt.Errorf("target %q: a query string cannot be part of an entry", target)
 	}
-	// A bare "http://host" means the whole host, not the path "/".
-	if t.Path == "/" && !strings.Contains(strings.TrimPrefix(strings.TrimPrefix(target, "https://"), "http://"), "/") {
+	// A bare "http://host" (any scheme, any case) means the whole host, not
+	// the path "/".
+	rest := strings.TrimSpace(target)
+	if i := strings.Index(rest, "://"); i >= 0 {
+		rest = rest[i+3:]
+	}
+	rest = strings.TrimPrefix(rest, "//")
+	if t.Path == "/" && !strings.ContainsAny(rest, "/\\") {
 		t.Path = ""
 	}
 	return t, nil
@@ -399,10 +415,7 @@ func compileClients(rules []ClientRule) clientMap {
 	cm := clientMap{rules: map[netip.Prefix]string{}}
 	seen := map[int]bool{}
 	for _, r := range rules {
-		p := r.Prefix.Masked()
-		if p.Addr().Is4In6() {
-			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
-		}
+		p := canonicalPrefix(r.Prefix)
 		cm.rules[p] = r.Group
 		// IPv4 and IPv6 lengths share the list; a lookup of the wrong family
 		// simply finds nothing at that length.
@@ -433,6 +446,15 @@ func (cm *clientMap) lookup(addr netip.Addr) (string, bool) {
 	return "", false
 }
 
+// canonicalPrefix masks a range and writes IPv4-mapped IPv6 ranges as IPv4.
+func canonicalPrefix(p netip.Prefix) netip.Prefix {
+	p = p.Masked()
+	if p.Addr().Is4In6() && p.Bits() >= 96 {
+		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+	}
+	return p
+}
+
 // ParseClient reads an address or CIDR as a client range.
 func ParseClient(s string) (netip.Prefix, error) {
 	if strings.Contains(s, "/") {
@@ -447,7 +469,7 @@ func ParseClient(s string) (netip.Prefix, error) {
 		if m != p {
 			return netip.Prefix{}, fmt.Errorf("client range %q has host bits set; did you mean %s?", s, m)
 		}
-		return p, nil
+		return canonicalPrefix(p), nil
 	}
 	a, err := netip.ParseAddr(s)
 	if err != nil {

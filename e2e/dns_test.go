@@ -171,6 +171,42 @@ func TestDNSFilter(t *testing.T) {
 	}
 }
 
+// TestDNSFilterLiveEdit: an edit made with the CLI while serve runs takes
+// effect without a restart.
+func TestDNSFilterLiveEdit(t *testing.T) {
+	if _, err := exec.LookPath("dig"); err != nil {
+		t.Skip("dig not installed: skipping the DNS test")
+	}
+	data := t.TempDir()
+	up := upstream(t)
+	port := freePort(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, hedgerowBinary(t), "serve", "--data", data, "--dns", "127.0.0.1:"+strconv.Itoa(port), "--upstream", up)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); _ = cmd.Wait() })
+	deadline := time.Now().Add(20 * time.Second)
+	for dig(t, port, "live.example").status != "NOERROR" {
+		if time.Now().After(deadline) {
+			t.Fatalf("hedgerow serve did not answer live.example within 20s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	mustRun(t, "", "lists", "add", "live.example", "--category", "gambling", "--data", data, "--reason", "test")
+	deadline = time.Now().Add(20 * time.Second)
+	for {
+		r := dig(t, port, "www.live.example")
+		if r.status == "NXDOMAIN" && strings.Contains(r.ede, "gambling") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the CLI edit did not take effect within 20s: %s %s", r.status, r.ede)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 // TestDNSFilterUpstreamDown: blocked names are still answered at once, and
 // allowed names get SERVFAIL with an Extended DNS Error.
 func TestDNSFilterUpstreamDown(t *testing.T) {

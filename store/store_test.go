@@ -805,7 +805,7 @@ func TestOpenLockedByAnotherProcess(t *testing.T) {
 	}
 }
 
-func TestCheckDetectsNothingOnFreshAndBusyDatabases(t *testing.T) {
+func TestCheckAfterEveryKindOfChange(t *testing.T) {
 	// Check after a mixed sequence of every kind of change.
 	s, _ := openNew(t)
 	steps := []struct {

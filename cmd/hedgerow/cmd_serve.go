@@ -2,17 +2,21 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"hedgerow/categories"
 	"hedgerow/dnsfilter"
+	"hedgerow/store"
 )
 
 func (a *app) serveCommand() *cobra.Command {
@@ -38,23 +42,26 @@ unfiltered. SIGTERM or Ctrl-C stops it cleanly.`,
 			} else {
 				cfg.Upstreams = systemResolvers("/etc/resolv.conf", cfg.Addr)
 			}
-			s, err := a.openStore()
-			if err != nil {
-				return fmt.Errorf("serve: %w (not serving unfiltered)", err)
-			}
-			defer s.Close()
 			start := time.Now()
-			snap, err := s.LoadSnapshot()
+			// The first open creates the database if need be; reloads only read.
+			if err := a.withStore(func(*store.Store) error { return nil }); err != nil {
+				return fmt.Errorf("serve: %w (not serving unfiltered)", err)
+			}
+			snap, err := a.loadSnapshot()
 			if err != nil {
 				return fmt.Errorf("serve: %w (not serving unfiltered)", err)
 			}
-			filter := categories.NewFilter(snap)
+			filter, err := categories.NewFilter(snap)
+			if err != nil {
+				return err
+			}
 			srv, err := dnsfilter.New(cfg, filter, a.log)
 			if err != nil {
 				return err
 			}
 			a.log.Info("lists loaded", "entries", snap.Index().Len(), "domains", snap.Index().Domains(),
-				"urls", snap.Index().URLs(), "seconds", time.Since(start).Seconds(), "database", s.Path())
+				"urls", snap.Index().URLs(), "seconds", time.Since(start).Seconds(), "database", a.dbPath())
+			go a.reloadLoop(cmd.Context(), filter)
 			a.log.Info("effective configuration", "dns", cfg.Addr, "upstreams", strings.Join(cfg.Upstreams, ","),
 				"timeout", cfg.Timeout, "max_in_flight", cfg.MaxInFlight, "data", a.dataDir)
 			err = srv.ListenAndServe(cmd.Context(), func() { a.log.Info("serving DNS", "addr", cfg.Addr) })
@@ -67,6 +74,56 @@ unfiltered. SIGTERM or Ctrl-C stops it cleanly.`,
 	cmd.Flags().StringVar(&cfg.Addr, "dns", cfg.Addr, "listen address for DNS, UDP and TCP")
 	cmd.Flags().StringVar(&upstreams, "upstream", "", "upstream resolvers, IP[:port] comma-separated (default: /etc/resolv.conf)")
 	return cmd
+}
+
+// loadSnapshot opens the database just long enough to read the lists and
+// the policy, so the CLI can edit them while serve runs.
+func (a *app) loadSnapshot() (*categories.Snapshot, error) {
+	s, err := store.Open(a.dbPath(), a.tax, store.Options{ReadOnly: true})
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	return s.LoadSnapshot()
+}
+
+// reloadLoop swaps in a new snapshot when the database changes (an edit
+// through the CLI) or on SIGHUP. A failed reload keeps the last good lists in
+// service and is logged.
+func (a *app) reloadLoop(ctx context.Context, filter *categories.Filter) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	lastMod := modTime(a.dbPath())
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		case <-tick.C:
+			if m := modTime(a.dbPath()); m.Equal(lastMod) {
+				continue
+			} else {
+				lastMod = m
+			}
+		}
+		start := time.Now()
+		if err := filter.Reload(a.loadSnapshot); err != nil {
+			a.log.Error("reload failed", "err", err)
+			continue
+		}
+		a.log.Info("lists reloaded", "entries", filter.Current().Index().Len(), "seconds", time.Since(start).Seconds())
+	}
+}
+
+func modTime(path string) time.Time {
+	st, err := os.Stat(path)
+	if err != nil {
+		return time.Time{}
+	}
+	return st.ModTime()
 }
 
 // withPort adds DNS's port to an address that has none.
