@@ -89,36 +89,50 @@ func (s *Store) ReplaceFeed(actor string, f *Feed) (FeedChange, error) {
 	if strings.TrimSpace(f.Info.Reason) == "" {
 		return ch, fmt.Errorf("import of feed %q: a reason is required (schools must record why a list is used)", f.Info.Name)
 	}
+	var info FeedInfo
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		var err error
-		ch, err = s.replaceFeedTx(tx, actor, f)
+		ch, info, err = s.replaceFeedTx(tx, actor, f)
 		return err
 	})
+	if err == nil {
+		f.Info = info // only once committed
+	}
 	return ch, err
 }
 
 const chunkLimit = 1 << 20
 
-func (s *Store) replaceFeedTx(tx *bolt.Tx, actor string, f *Feed) (FeedChange, error) {
+func (s *Store) replaceFeedTx(tx *bolt.Tx, actor string, f *Feed) (FeedChange, FeedInfo, error) {
 	var ch FeedChange
-	feeds := tx.Bucket(bFeeds)
-	name := []byte(f.Info.Name)
-	var before *FeedInfo
-	if old := feeds.Bucket(name); old != nil {
-		info, err := readFeedInfo(old)
-		if err != nil {
-			return ch, err
+	info := f.Info
+	for _, set := range []map[string]categories.Mask{f.entries, f.exceptions} {
+		for t := range set {
+			if t == "" || strings.ContainsAny(t, "\n\t ") {
+				return ch, info, fmt.Errorf("feed %s: entry %q is not a canonical host or URL", info.Name, t)
+			}
 		}
-		before = &info
-		if info.Locked {
-			f.Info.Locked = true
+	}
+	feeds := tx.Bucket(bFeeds)
+	name := []byte(info.Name)
+	var before any
+	if old := feeds.Bucket(name); old != nil {
+		oldInfo, err := readFeedInfo(old)
+		if err != nil {
+			return ch, info, err
+		}
+		before = oldInfo
+		if oldInfo.Locked {
+			info.Locked = true
 		}
 		seen := 0
-		if err := forEachChunk(old, func(_ chunkHeader, names [][]byte) error {
+		if err := forEachChunk(old, func(h chunkHeader, names [][]byte) error {
+			now := f.entries
+			if h.exception {
+				now = f.exceptions
+			}
 			for _, n := range names {
-				_, inE := f.entries[string(n)]
-				_, inX := f.exceptions[string(n)]
-				if inE || inX {
+				if _, ok := now[string(n)]; ok {
 					seen++
 				} else {
 					ch.Removed++
@@ -126,24 +140,23 @@ func (s *Store) replaceFeedTx(tx *bolt.Tx, actor string, f *Feed) (FeedChange, e
 			}
 			return nil
 		}); err != nil {
-			return ch, err
+			return ch, info, err
 		}
 		ch.Kept = seen
 		if err := feeds.DeleteBucket(name); err != nil {
-			return ch, fmt.Errorf("replace feed %s: %w", f.Info.Name, err)
+			return ch, info, fmt.Errorf("replace feed %s: %w", info.Name, err)
 		}
 	}
 	ch.Added = f.Len() - ch.Kept
 
 	fb, err := feeds.CreateBucket(name)
 	if err != nil {
-		return ch, fmt.Errorf("replace feed %s: %w", f.Info.Name, err)
+		return ch, info, fmt.Errorf("replace feed %s: %w", info.Name, err)
 	}
 	chunks, err := fb.CreateBucket([]byte("chunks"))
 	if err != nil {
-		return ch, err
+		return ch, info, err
 	}
-	info := f.Info
 	info.ImportedAt = s.now().UTC()
 	info.ImportedBy = actor
 	info.Domains, info.URLs, info.Exceptions = 0, 0, len(f.exceptions)
@@ -184,7 +197,7 @@ func (s *Store) replaceFeedTx(tx *bolt.Tx, actor string, f *Feed) (FeedChange, e
 	slices.Sort(masks)
 	for _, m := range masks {
 		if err := write(chunkHeader{cats: s.tax.Slugs(m)}, byMask[m]); err != nil {
-			return ch, err
+			return ch, info, err
 		}
 	}
 	clear(byMask)
@@ -193,23 +206,22 @@ func (s *Store) replaceFeedTx(tx *bolt.Tx, actor string, f *Feed) (FeedChange, e
 	}
 	for m, names := range byMask {
 		if err := write(chunkHeader{exception: true, cats: s.tax.Slugs(m)}, names); err != nil {
-			return ch, err
+			return ch, info, err
 		}
 	}
 	info.Categories = s.tax.Slugs(all)
 	raw, err := json.Marshal(info)
 	if err != nil {
-		return ch, err
+		return ch, info, err
 	}
 	if err := fb.Put([]byte("info"), raw); err != nil {
-		return ch, err
+		return ch, info, err
 	}
-	f.Info = info
 	after := struct {
 		FeedInfo
 		Change FeedChange `json:"change"`
 	}{info, ch}
-	return ch, s.audit(tx, actor, "import", "feed "+info.Name, before, after, info.Reason)
+	return ch, info, s.audit(tx, actor, "import", "feed "+info.Name, before, after, info.Reason)
 }
 
 // chunkHeader is the first line of a stored chunk: what its names are.
@@ -341,14 +353,14 @@ func (s *Store) AddEntry(actor, target string, cats []string, reason string) err
 	}
 	return s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bEntries)
-		var before *LocalEntry
+		var before any
 		e := LocalEntry{Target: target}
 		if raw := b.Get([]byte(target)); raw != nil {
 			var old LocalEntry
 			if err := json.Unmarshal(raw, &old); err != nil {
 				return fmt.Errorf("entry %s: %w", target, err)
 			}
-			before = &old
+			before = old
 			e.Categories = old.Categories
 		}
 		m, _ := s.tax.MaskOf(append(e.Categories, cats...)...)
@@ -478,7 +490,7 @@ func (s *Store) Find(host, path string) ([]Found, error) {
 			return forEachChunk(fb, func(h chunkHeader, names [][]byte) error {
 				for _, n := range names {
 					if matches(n) {
-						out = append(out, Found{Feed: info.Name, Entry: string(n), Categories: h.cats,
+						out = append(out, Found{Feed: info.Name, Entry: string(n), Categories: slices.Clone(h.cats),
 							Exception: h.exception, Locked: info.Locked, AddedBy: info.ImportedBy, Reason: info.Reason})
 					}
 				}

@@ -53,8 +53,9 @@ func readPolicy(tx *bolt.Tx) (categories.Policy, error) {
 	if err != nil {
 		return p, err
 	}
-	p.TimeZone = string(tx.Bucket(bSettings).Get(kTZ))
-	if p.TimeZone == "" {
+	if tz := tx.Bucket(bSettings).Get(kTZ); tz != nil {
+		p.TimeZone = string(tz)
+	} else {
 		p.TimeZone = categories.DefaultTimeZone
 	}
 	return p, nil

@@ -166,7 +166,11 @@ func (s *Store) prepare(opts Options) error {
 		if !bytes.Equal(meta.Get(kMagic), []byte(magic)) {
 			return errors.New("not a hedgerow database (wrong magic); left untouched")
 		}
-		v := binary.BigEndian.Uint32(append(make([]byte, 0, 4), meta.Get(kSchema)...))
+		raw := meta.Get(kSchema)
+		if len(raw) != 4 {
+			return fmt.Errorf("not a usable hedgerow database: schema version missing or damaged (%d bytes); left untouched", len(raw))
+		}
+		v := binary.BigEndian.Uint32(raw)
 		switch {
 		case v > SchemaVersion:
 			return fmt.Errorf("database schema %d is newer than this hedgerow understands (%d); upgrade hedgerow, the file is left untouched", v, SchemaVersion)
@@ -221,7 +225,7 @@ func (s *Store) initialise(d Defaults) error {
 			return err
 		}
 		if d.Starter != nil {
-			if _, err := s.replaceFeedTx(tx, "hedgerow", d.Starter); err != nil {
+			if _, _, err := s.replaceFeedTx(tx, "hedgerow", d.Starter); err != nil {
 				return fmt.Errorf("starter lists: %w", err)
 			}
 		}
