@@ -117,7 +117,7 @@ func (v Verdict) Reason() string {
 type Snapshot struct {
 	tax      *Taxonomy
 	index    *Index
-	groups   map[string]*compiledGroup
+	groups   []*compiledGroup // a school has a handful: a scan beats hashing the name
 	school   overrideSet
 	clients  clientMap
 	loc      *time.Location
@@ -130,14 +130,14 @@ func NewSnapshot(t *Taxonomy, idx *Index, p Policy) (*Snapshot, error) {
 	if err := p.Validate(t); err != nil {
 		return nil, err
 	}
-	s := &Snapshot{tax: t, index: idx, groups: map[string]*compiledGroup{}, policy: p,
+	s := &Snapshot{tax: t, index: idx, policy: p,
 		critical: t.SeverityMask(SeverityCritical)}
 	for _, g := range p.Groups {
 		cg, err := compileGroup(t, g)
 		if err != nil {
 			return nil, err
 		}
-		s.groups[g.Name] = cg
+		s.groups = append(s.groups, cg)
 	}
 	var err error
 	if s.school, err = compileOverrides(p.School.Allow, p.School.Deny); err != nil {
@@ -160,7 +160,17 @@ func (s *Snapshot) Index() *Index { return s.index }
 func (s *Snapshot) Policy() Policy { return s.policy }
 
 // HasGroup reports whether a group exists.
-func (s *Snapshot) HasGroup(name string) bool { _, ok := s.groups[name]; return ok }
+func (s *Snapshot) HasGroup(name string) bool { return s.group(name) != nil }
+
+// group finds a compiled group by name, nil if there is none.
+func (s *Snapshot) group(name string) *compiledGroup {
+	for _, g := range s.groups {
+		if g.name == name {
+			return g
+		}
+	}
+	return nil
+}
 
 // GroupFor returns the group of a client address; ok is false for addresses
 // in no mapped range, which the servers refuse.
@@ -183,21 +193,21 @@ func (s *Snapshot) GroupFor(addr netip.Addr) (group string, ok bool) {
 // It takes no lock and allocates nothing.
 func (s *Snapshot) Decide(group, host, path string, now time.Time) Verdict {
 	v := Verdict{Group: group}
-	g, ok := s.groups[group]
-	if !ok {
+	g := s.group(group)
+	if g == nil {
 		v.Action, v.Rule = Block, RuleUnknownGroup
 		return v
 	}
-	c := s.index.Classify(host, path)
-	v.Cats = c.Cats
+	cats, lockedCats := s.index.classify(host, path, nil)
+	v.Cats = cats
 
-	if crit := c.Cats & s.critical; crit != 0 {
-		return s.blockBy(v, RuleCritical, crit, &c)
+	if crit := cats & s.critical; crit != 0 {
+		return s.blockBy(v, RuleCritical, crit, host, path)
 	}
 	blocked := g.blockedAt(now, s.loc)
 	v.Scheduled = blocked != g.blocked
-	if locked := c.Locked & blocked; locked != 0 {
-		return s.blockBy(v, RuleLocked, locked, &c)
+	if locked := lockedCats & blocked; locked != 0 {
+		return s.blockBy(v, RuleLocked, locked, host, path)
 	}
 	if allow, found, name, prefix := walkOverrides(&g.overrides, host, path); found {
 		v.Match, v.MatchPath = name, prefix
@@ -215,12 +225,12 @@ func (s *Snapshot) Decide(group, host, path string, now time.Time) Verdict {
 		}
 		return v
 	}
-	if hit := c.Cats & blocked; hit != 0 {
-		return s.blockBy(v, RuleCategory, hit, &c)
+	if hit := cats & blocked; hit != 0 {
+		return s.blockBy(v, RuleCategory, hit, host, path)
 	}
 	if g.mode == ModeAllowlist {
-		if ok := c.Cats & g.approved; ok != 0 {
-			v = s.attribute(v, ok, &c, false)
+		if ok := cats & g.approved; ok != 0 {
+			v = s.attribute(v, ok, host, path, false)
 			v.Action, v.Rule = Allow, RuleApproved
 			return v
 		}
@@ -232,15 +242,16 @@ func (s *Snapshot) Decide(group, host, path string, now time.Time) Verdict {
 
 // blockBy blocks with the most severe of the candidate categories and
 // names the most specific entry that listed it.
-func (s *Snapshot) blockBy(v Verdict, r Rule, candidates Mask, c *Classification) Verdict {
-	v = s.attribute(v, candidates, c, r == RuleLocked)
+func (s *Snapshot) blockBy(v Verdict, r Rule, candidates Mask, host, path string) Verdict {
+	v = s.attribute(v, candidates, host, path, r == RuleLocked)
 	v.Action, v.Rule = Block, r
 	return v
 }
 
 // attribute names the most severe candidate category and the most specific
-// entry that listed it (a locked one, for a locked block).
-func (s *Snapshot) attribute(v Verdict, candidates Mask, c *Classification, locked bool) Verdict {
+// entry that listed it (a locked one, for a locked block). Only verdicts that
+// name a category pay for walking the index a second time to find it.
+func (s *Snapshot) attribute(v Verdict, candidates Mask, host, path string, locked bool) Verdict {
 	var best *Category
 	for m := candidates &^ flagBits; m != 0; m &= m - 1 {
 		cat := &s.tax.cats[bits.TrailingZeros64(uint64(m))]
@@ -252,6 +263,8 @@ func (s *Snapshot) attribute(v Verdict, candidates Mask, c *Classification, lock
 	if best == nil {
 		return v
 	}
+	var c Classification
+	s.index.classify(host, path, &c)
 	for i := 0; i < c.NHits; i++ {
 		m := c.Hits[i].Mask
 		if locked {

@@ -7,6 +7,7 @@ import (
 	"math/bits"
 	"slices"
 	"strings"
+	"unsafe"
 )
 
 // Flags carried in the top bits of an entry's Mask. Category IDs stay below
@@ -68,13 +69,15 @@ type Classification struct {
 // Index is an immutable, compact set of domain and URL-prefix entries with
 // their categories. Domain entries are records in one packed string (length,
 // category-set number, name); a hash table of 8-slot groups holds each
-// record's offset with an 8-bit tag of its hash. A lookup reads one group
-// (one cache line) and, only when a tag matches, one record: so it costs one
-// hash and usually one memory access per level, takes no lock and allocates
-// nothing, and millions of entries stay under 30 bytes each.
+// record's offset, with an 8-bit tag of its hash kept apart in a dense array
+// (a byte per slot, small enough to stay in cache where the offsets and
+// records cannot). A lookup of a name that is not listed, most of them, reads
+// one tag word; a listed name also reads its offset and record. It takes no
+// lock and allocates nothing.
 type Index struct {
 	records string      // per entry: len byte, set number (2 bytes, little endian), name
-	groups  []slotGroup // hash table; probing moves group by group
+	tags    []uint64    // hash table, 8 slots a word: one tag byte per slot, 0 = empty
+	offs    []uint32    // the record offset of each slot, 8 per tag word
 	sets    []entrySet  // distinct category sets, by set number
 	seed    maphash.Seed
 	domains int
@@ -82,12 +85,6 @@ type Index struct {
 	urls       map[string][]urlRule // host -> path prefixes, longest first
 	urlEntries int
 	exceptions map[string]Mask // feed exceptions ("@@" rules): name -> categories it is not in
-}
-
-// slotGroup is eight table slots: their tags (0 = empty) and record offsets.
-type slotGroup struct {
-	tags uint64 // one byte per slot
-	offs [8]uint32
 }
 
 type urlRule struct {
@@ -117,13 +114,13 @@ func (x *Index) hashSlot(name string) (group int, tag uint64) {
 	if tag == 0 {
 		tag = 1
 	}
-	return reduce(h, len(x.groups)), tag
+	return reduce(h, len(x.tags)), tag
 }
 
 // lookup returns the categories of exactly this domain entry, encoded as
 // Add takes them.
 func (x *Index) lookup(name string) (Mask, bool) {
-	if len(x.groups) == 0 {
+	if len(x.tags) == 0 {
 		return 0, false
 	}
 	g, tag := x.hashSlot(name)
@@ -134,25 +131,25 @@ func (x *Index) lookup(name string) (Mask, bool) {
 // probe searches for name from its home group g with its tag.
 func (x *Index) probe(g int, tag uint64, name string) (entrySet, bool) {
 	for {
-		grp := &x.groups[g]
-		// Bytes of grp.tags equal to tag become zero in v; the classic
+		tags := x.tags[g]
+		// Bytes of tags equal to tag become zero in v; the classic
 		// zero-byte test finds them (a borrow can flag a byte after a real
 		// match, which the record comparison then rejects).
-		v := grp.tags ^ (tag * lsb)
+		v := tags ^ (tag * lsb)
 		for m := (v - lsb) &^ v & msb; m != 0; m &= m - 1 {
 			i := bits.TrailingZeros64(m) >> 3
-			off := int(grp.offs[i])
+			off := int(x.offs[g*8+i])
 			if n := int(x.records[off]); n == len(name) && x.records[off+3:off+3+n] == name {
 				return x.sets[int(x.records[off+1])|int(x.records[off+2])<<8], true
 			}
 		}
 		// Slots fill in probe order and nothing is ever deleted, so a group
 		// with an empty slot ends the probe sequence.
-		if (grp.tags-lsb)&^grp.tags&msb != 0 {
+		if (tags-lsb)&^tags&msb != 0 {
 			return entrySet{}, false
 		}
 		g++
-		if g == len(x.groups) {
+		if g == len(x.tags) {
 			g = 0
 		}
 	}
@@ -167,53 +164,60 @@ func reduce(h uint64, n int) int {
 const window = 8
 
 // Classify returns the categories of a canonical host (see NormalizeHost)
-// and, when path is not empty, of the URL entries under that host. A domain
-// entry matches itself and every subdomain, so the host is looked up at every
-// level from the full name up to its parent below the top-level label
-// (single-label entries are refused when the index is built); IP addresses
-// match only exactly. Matches at several levels give the union of their
-// categories.
+// and, when path is not empty, of the URL entries under that host, with the
+// entries that matched. A domain entry matches itself and every subdomain, so
+// the host is looked up at every level from the full name up to its parent
+// below the top-level label (single-label entries are refused when the index
+// is built); IP addresses match only exactly. Matches at several levels give
+// the union of their categories.
 func (x *Index) Classify(host, path string) Classification {
 	var c Classification
+	c.Cats, c.Locked = x.classify(host, path, &c)
+	return c
+}
+
+// classify is Classify for the hot path: with hits nil it records no
+// entries and touches nothing but the index.
+func (x *Index) classify(host, path string, hits *Classification) (cats, locked Mask) {
 	var cancelled Mask // categories an exception removed from less specific levels
 	if host == "" {
-		return c
+		return 0, 0
 	}
 	ip := isIPLiteral(host)
+	// Up to a window of levels at a time: their hash-table groups are read
+	// in one pass of independent loads, so the cache misses overlap instead
+	// of queueing one behind another.
+	var starts [window]uint8 // canonical hosts are at most 253 bytes
+	var homes [window]int32
+	var tags [window]uint8
+	var pre [window]uint64
 	next := 0 // where the next level starts; -1 when there is none
 	for next >= 0 {
-		// Up to a window of levels at a time: their hash-table groups are
-		// read in one pass of independent loads, so the cache misses overlap
-		// instead of queueing one behind another.
-		var starts [window]int
-		var homes [window]int
-		var tags [window]uint64
-		var pre [window]uint64
 		n := 0
 		for n < window && next >= 0 {
-			j := strings.IndexByte(host[next:], '.')
-			if ip || (j < 0 && next == 0) {
+			j := next
+			for j < len(host) && host[j] != '.' {
+				j++
+			}
+			starts[n] = uint8(next)
+			switch {
+			case ip || (j == len(host) && next == 0):
 				// An IP address is one level; so is a single-label host,
 				// which only URL entries (an intranet path) can match.
-				j = -2
-			} else if j < 0 {
-				break // the top-level label alone is never an entry
-			}
-			starts[n] = next
-			n++
-			if j < 0 {
+				n++
 				next = -1
-			} else {
-				next += j + 1
+			case j == len(host):
+				next = -1 // the top-level label alone is never an entry
+			default:
+				n++
+				next = j + 1
 			}
 		}
-		if n == 0 {
-			break
-		}
-		if len(x.groups) > 0 {
+		if len(x.tags) > 0 {
 			for k := 0; k < n; k++ {
-				homes[k], tags[k] = x.hashSlot(host[starts[k]:])
-				pre[k] = x.groups[homes[k]].tags
+				g, tag := x.hashSlot(host[starts[k]:])
+				homes[k], tags[k] = int32(g), uint8(tag)
+				pre[k] = x.tags[g]
 			}
 		}
 		for k := 0; k < n; k++ {
@@ -230,38 +234,38 @@ func (x *Index) Classify(host, path string) Classification {
 					// most specific is recorded first.
 					for _, r := range rules {
 						if pathHasPrefix(path, r.prefix) {
-							c.add(name, r.prefix, r.set, cancelled)
+							cats, locked = hits.add(cats, locked, name, r.prefix, r.set, cancelled)
 						}
 					}
 				}
 			}
-			if len(x.groups) == 0 {
+			if len(x.tags) == 0 {
 				continue
 			}
 			// No tag match in a home group that still has an empty slot:
 			// the name is certainly absent, without another memory access.
-			v := pre[k] ^ (tags[k] * lsb)
+			tag := uint64(tags[k])
+			v := pre[k] ^ (tag * lsb)
 			if (v-lsb)&^v&msb == 0 && (pre[k]-lsb)&^pre[k]&msb != 0 {
 				continue
 			}
-			if set, ok := x.probe(homes[k], tags[k], name); ok {
-				c.add(name, "", set, cancelled)
+			if set, ok := x.probe(int(homes[k]), tag, name); ok {
+				cats, locked = hits.add(cats, locked, name, "", set, cancelled)
 			}
 		}
 	}
-	return c
+	return cats, locked
 }
 
-// add records a matching entry; exceptions cancel only its categories that
-// did not come from a locked feed.
-func (c *Classification) add(entry, path string, s entrySet, cancelled Mask) {
+// add folds a matching entry into the running sets and, when c is not nil,
+// records it. Exceptions cancel only categories not from a locked feed.
+func (c *Classification) add(cats, locked Mask, entry, path string, s entrySet, cancelled Mask) (Mask, Mask) {
 	s.cats &^= cancelled &^ s.locked
-	c.Cats |= s.cats
-	c.Locked |= s.locked
-	if c.NHits < maxHits {
+	if c != nil && c.NHits < maxHits {
 		c.Hits[c.NHits] = Hit{Entry: entry, Path: path, Mask: s.mask(), Locked: s.locked}
 		c.NHits++
 	}
+	return cats | s.cats, locked | s.locked
 }
 
 // pathHasPrefix reports whether a URL entry's path prefix covers path: the
@@ -281,12 +285,15 @@ func isIPLiteral(host string) bool {
 	if host == "" {
 		return false
 	}
+	// Names almost always end in a letter that is not a hex digit: no scan.
+	if c := host[len(host)-1]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+		return false
+	}
 	if strings.IndexByte(host, ':') >= 0 {
 		return true
 	}
-	last := host[strings.LastIndexByte(host, '.')+1:]
-	for i := 0; i < len(last); i++ {
-		if last[i] < '0' || last[i] > '9' {
+	for i := len(host) - 1; i >= 0 && host[i] != '.'; i-- {
+		if host[i] < '0' || host[i] > '9' {
 			return false
 		}
 	}
@@ -421,6 +428,9 @@ func (b *IndexBuilder) Build() (*Index, error) {
 	recs := b.recs[:n]
 	x.domains = n
 	packed := make([]byte, 0, size)
+	if size > 0 {
+		adviseHugePages(unsafe.Pointer(unsafe.SliceData(packed[:1])), uintptr(size))
+	}
 	offsets := make([]uint32, n)
 	for i, r := range recs {
 		id, ok := setIDs[r.set]
@@ -436,27 +446,35 @@ func (b *IndexBuilder) Build() (*Index, error) {
 		packed = append(packed, byte(r.n), byte(id), byte(id>>8))
 		packed = append(packed, name(r)...)
 	}
-	x.records = string(packed)
+	// The records are never written again: share the bytes rather than copy
+	// a buffer that can be hundreds of megabytes.
+	if len(packed) > 0 {
+		x.records = unsafe.String(unsafe.SliceData(packed), len(packed))
+	}
 	packed = nil
 	b.arena, b.recs = nil, nil
 
 	// Groups of 8 slots at a load of about 0.8: most probes end in the home group.
 	if n > 0 {
-		x.groups = make([]slotGroup, (n*5/4+7)/8+1)
+		groups := (n*2+7)/8 + 1
+		x.tags = make([]uint64, groups)
+		x.offs = make([]uint32, groups*8)
+		adviseHugePages(unsafe.Pointer(unsafe.SliceData(x.tags)), uintptr(len(x.tags))*8)
+		adviseHugePages(unsafe.Pointer(unsafe.SliceData(x.offs)), uintptr(len(x.offs))*4)
 		for e := 0; e < n; e++ {
 			off := offsets[e]
 			g, tag := x.hashSlot(x.records[off+3 : off+3+uint32(x.records[off])])
 			for {
-				grp := &x.groups[g]
-				if empty := (grp.tags - lsb) &^ grp.tags & msb; empty != 0 {
+				t := x.tags[g]
+				if empty := (t - lsb) &^ t & msb; empty != 0 {
 					// The lowest flagged byte is always a truly empty slot.
 					i := bits.TrailingZeros64(empty) >> 3
-					grp.tags |= tag << (8 * i)
-					grp.offs[i] = off
+					x.tags[g] = t | tag<<(8*i)
+					x.offs[g*8+i] = off
 					break
 				}
 				g++
-				if g == len(x.groups) {
+				if g == len(x.tags) {
 					g = 0
 				}
 			}
