@@ -75,10 +75,10 @@ type Classification struct {
 // one tag word; a listed name also reads its offset and record. It takes no
 // lock and allocates nothing.
 type Index struct {
-	records string      // per entry: len byte, set number (2 bytes, little endian), name
-	tags    []uint64    // hash table, 8 slots a word: one tag byte per slot, 0 = empty
-	offs    []uint32    // the record offset of each slot, 8 per tag word
-	sets    []entrySet  // distinct category sets, by set number
+	records string     // per entry: len byte, set number (2 bytes, little endian), name
+	tags    []uint64   // hash table, 8 slots a word: one tag byte per slot, 0 = empty
+	offs    []uint32   // the record offset of each slot, 8 per tag word
+	sets    []entrySet // distinct category sets, by set number
 	seed    maphash.Seed
 	domains int
 

@@ -96,10 +96,26 @@ func DefaultPolicy(t *Taxonomy) Policy {
 			{Name: "staff", Mode: ModeFilter, Blocked: criticalHigh,
 				Description: "Teachers and support staff"},
 		},
-		School:   Group{Name: SchoolGroup},
+		School:   Group{Name: SchoolGroup, Allow: slices.Clone(trustedEducation)},
 		Clients:  clients,
 		TimeZone: DefaultTimeZone,
 	}
+}
+
+// trustedEducation is the school-wide allow list a fresh install starts
+// with: registries only public bodies, universities and schools can use, and
+// the reference and educational sites lessons depend on. Public category
+// lists are known to over-block some of them (nasa.gov sits on a torrent
+// list, nationalgeographic.com on a games list), and a blocked encyclopaedia
+// ruins a lesson. Critical categories and locked feeds still block them; IT
+// staff review and edit it with `hedgerow groups show school` and
+// `hedgerow groups allow school ... --remove`.
+var trustedEducation = []string{
+	"gov.uk", "sch.uk", "ac.uk", "nhs.uk", "police.uk", "parliament.uk", "gov.scot", "gov.wales",
+	"bbc.co.uk", "nasa.gov", "wikipedia.org", "wiktionary.org", "britannica.com",
+	"nationalgeographic.com", "natgeokids.com", "khanacademy.org", "scratch.mit.edu", "code.org",
+	"oup.com", "cambridge.org", "collinsdictionary.com", "twinkl.co.uk", "oxfordowl.co.uk",
+	"nhm.ac.uk", "sciencemuseum.org.uk", "metoffice.gov.uk", "aqa.org.uk", "ocr.org.uk", "pearson.com",
 }
 
 // Validate checks a policy against the taxonomy and returns every problem,

@@ -108,8 +108,14 @@ func TestDefaultPolicyGroups(t *testing.T) {
 			t.Errorf("%s blocks %s that the younger %s allows", order[i], slugsOf(extra), order[i-1])
 		}
 	}
-	if len(p.School.Allow)+len(p.School.Deny) != 0 || p.School.Name != SchoolGroup {
-		t.Errorf("school overrides = %+v, want empty under %q", p.School, SchoolGroup)
+	// School-wide: only the trusted education allow list, no denies.
+	if len(p.School.Deny) != 0 || p.School.Name != SchoolGroup || !slices.Contains(p.School.Allow, "gov.uk") {
+		t.Errorf("school overrides = %+v, want the trusted education allow list under %q", p.School, SchoolGroup)
+	}
+	for _, a := range p.School.Allow {
+		if tg, err := ParseOverride(a); err != nil || tg.Path != "" || tg.Host != a {
+			t.Errorf("trusted allow %q is not a canonical host: %v", a, err)
+		}
 	}
 }
 
