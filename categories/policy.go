@@ -388,14 +388,10 @@ func ParseOverride(target string) (Target, error) {
 	if t.Query != "" {
 		return Target{}, fmt.Errorf("target %q: a query string cannot be part of an entry", target)
 	}
-	// A bare "http://host" (any scheme, any case) means the whole host, not
-	// the path "/".
-	rest := strings.TrimSpace(target)
-	if i := strings.Index(rest, "://"); i >= 0 {
-		rest = rest[i+3:]
-	}
-	rest = strings.TrimPrefix(rest, "//")
-	if t.Path == "/" && !strings.ContainsAny(rest, "/\\") {
+	// "http://host" and "http://host/" mean the whole host: a domain entry,
+	// which the DNS filter applies too, rather than a URL entry for "/"
+	// that only the proxy could.
+	if t.Path == "/" {
 		t.Path = ""
 	}
 	return t, nil

@@ -533,8 +533,8 @@ func TestParseOverride(t *testing.T) {
 		{in: "http://example.com", host: "example.com"},
 		{in: "https://example.com", host: "example.com"},
 		{in: "https://example.com:8443", host: "example.com"},
-		{in: "https://example.com/", host: "example.com", path: "/"},
-		{in: "example.com/", host: "example.com", path: "/"},
+		{in: "https://example.com/", host: "example.com"}, // "/" is the whole host
+		{in: "example.com/", host: "example.com"},
 		{in: "example.com/homework", host: "example.com", path: "/homework"},
 		{in: "https://user@example.com/a/./b/../c", host: "example.com", path: "/a/c"},
 		{in: "http://example.com#top", host: "example.com"},

@@ -266,7 +266,7 @@ func (rd *reader) needCategory(source string, ut1 bool) error {
 		return fmt.Errorf("read %s: UT1 lists name their own categories; Options.Category (%q) must be empty", source, rd.opts.Category)
 	}
 	if !ut1 && rd.opts.Category == "" {
-		return fmt.Errorf("read %s: Options.Category is required for a %s list", source, rd.formatName())
+		return fmt.Errorf("read %s: a category (--category) is required for a %s list", source, rd.formatName())
 	}
 	return nil
 }

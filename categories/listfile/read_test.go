@@ -447,8 +447,8 @@ func TestReadErrors(t *testing.T) {
 		is     error
 	}{
 		{"missing file", filepath.Join(dir, "nope.txt"), Options{Category: "c"}, []string{"nope.txt"}, fs.ErrNotExist},
-		{"no category", hosts, Options{Format: FormatHosts}, []string{hosts, "Category is required"}, nil},
-		{"no category auto", hosts, Options{}, []string{hosts, "Category is required"}, nil},
+		{"no category", hosts, Options{Format: FormatHosts}, []string{hosts, "category (--category) is required"}, nil},
+		{"no category auto", hosts, Options{}, []string{hosts, "category (--category) is required"}, nil},
 		{"category for ut1", root, Options{Category: "adult"}, []string{root, "must be empty"}, nil},
 		{"unknown format", hosts, Options{Format: "csv", Category: "c"}, []string{"unknown format"}, nil},
 		{"dir as hosts", root, Options{Format: FormatHosts, Category: "c"}, []string{"directory"}, nil},

@@ -29,7 +29,9 @@ const Attribution = `The starter lists embedded in hedgerow are drawn from:
   - The Block List Project, https://github.com/blocklistproject/Lists
     (The Unlicense; MIT per its file headers).
   - Sinfonietta hostfiles, https://github.com/Sinfonietta/hostfiles
-    (MIT, Copyright (c) 2016 Sinfonietta).`
+    (MIT, Copyright (c) 2016 Sinfonietta).
+  - A few public DNS-over-HTTPS endpoints (dns.google, cloudflare-dns.com, ...)
+    listed by hedgerow itself.`
 
 // Entries calls fn for every starter entry with its category slug.
 func Entries(fn func(target, category string) error) error {

@@ -23,6 +23,8 @@ func (a *app) clientsCommand() *cobra.Command {
 wins. An address in no range belongs to no group, and hedgerow refuses it: it is never an
 open resolver or proxy. A fresh install maps loopback and the private ranges to ks2;
 replace them with the school's own subnets.`,
+		Example: `  hedgerow clients list
+  hedgerow clients add 10.20.0.0/16 ks3-ks4 --reason "secondary Wi-Fi"`,
 	}
 	var reason string
 	var asJSON bool

@@ -25,6 +25,10 @@ group and cannot be overridden; then categories from locked feeds; then the grou
 deny and allow overrides (the most specific match wins; deny wins a tie); then the
 school-wide overrides; then the categories the group blocks at that time (or, in
 allowlist mode, everything not approved).`,
+		Example: `  hedgerow groups list
+  hedgerow groups show ks2
+  hedgerow groups unblock sixth-form social-networks --reason "agreed by governors"
+  hedgerow groups allow ks2 www.example.org --reason "Year 5 science lesson"`,
 	}
 	var asJSON bool
 	list := &cobra.Command{

@@ -74,6 +74,9 @@ func (a *app) listsCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "lists",
 		Short: "Add, remove and find list entries; list and remove feeds",
+		Example: `  hedgerow lists find www.example.com
+  hedgerow lists add badsite.example --category adult --reason "reported by a teacher"
+  hedgerow lists feeds`,
 	}
 	var reason, cats string
 	var asJSON bool

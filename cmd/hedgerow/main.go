@@ -95,6 +95,9 @@ per age group, and records blocked attempts for the Designated Safeguarding Lead
 
 The database lives in --data DIR (default $HEDGEROW_DATA, else ./hedgerow-data);
 it is created with a starter policy and starter lists on first use.`,
+		Example: `  hedgerow serve
+  hedgerow import ../shared/lists/ut1 --feed ut1 --reason "UT1 blacklists"
+  hedgerow check --group ks2 www.example.com`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

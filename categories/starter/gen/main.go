@@ -45,6 +45,18 @@ var sources = []struct {
 	{"kids", []string{"ut1/child/domains", "ut1/educational_games/domains"}},
 }
 
+// curated are entries hedgerow adds itself: the public DNS-over-HTTPS
+// endpoints of the big resolvers, which the UT1 doh list misses in part, and
+// through which a browser would bypass the school's DNS.
+var curated = map[string][]string{
+	"circumvention": {"dns.google", "dns64.dns.google", "cloudflare-dns.com", "mozilla.cloudflare-dns.com",
+		"chrome.cloudflare-dns.com", "1dot1dot1dot1.cloudflare-dns.com", "one.one.one.one", "dns.quad9.net",
+		"dns9.quad9.net", "dns10.quad9.net", "dns11.quad9.net", "doh.opendns.com", "doh.familyshield.opendns.com",
+		"dns.nextdns.io", "doh.cleanbrowsing.org", "dns.adguard-dns.com", "dns.adguard.com", "doh.dns.sb",
+		"dns.alidns.com", "doh.pub", "dns.controld.com", "freedns.controld.com", "doh.mullvad.net",
+		"dns.mullvad.net", "doh.libredns.gr", "dns.digitale-gesellschaft.ch", "doh.xfinity.com"},
+}
+
 func main() {
 	lists := flag.String("lists", "../shared/lists", "the shared lists folder")
 	out := flag.String("out", "categories/starter/starter.txt.gz", "output file")
@@ -68,7 +80,8 @@ func run(lists, out string, log *slog.Logger) error {
 	}
 	fmt.Fprintln(zw, "# hedgerow starter lists; regenerate with: go run ./categories/starter/gen")
 	fmt.Fprintln(zw, "# Sources: Blacklists UT1 (Fabrice Prigent, Universite Toulouse 1 Capitole, CC BY-SA 4.0, modified),")
-	fmt.Fprintln(zw, "# The Block List Project (Unlicense/MIT), Sinfonietta hostfiles (MIT, (c) 2016 Sinfonietta).")
+	fmt.Fprintln(zw, "# The Block List Project (Unlicense/MIT), Sinfonietta hostfiles (MIT, (c) 2016 Sinfonietta),")
+	fmt.Fprintln(zw, "# and a few public DNS-over-HTTPS endpoints listed by hedgerow itself.")
 	total := 0
 	for _, src := range sources {
 		seen := map[string]bool{}
@@ -84,6 +97,9 @@ func run(lists, out string, log *slog.Logger) error {
 				return err
 			}
 			log.Info("read", "file", file, "entries", rep.Entries, "malformed", rep.Malformed)
+		}
+		for _, n := range curated[src.category] {
+			seen[n] = true
 		}
 		names := make([]string, 0, len(seen))
 		for n := range seen {
