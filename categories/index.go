@@ -345,18 +345,7 @@ func (b *IndexBuilder) Add(target string, m Mask) error {
 		p[path] = entrySet{cats: old.cats | ns.cats, locked: old.locked | ns.locked}
 		return nil
 	}
-	if err := checkName([]byte(target)); err != nil {
-		return err
-	}
-	if len(target) > 255 {
-		return fmt.Errorf("index entry %q: longer than 255 bytes", target)
-	}
-	if len(b.arena)+len(target) > 1<<32-1 {
-		return fmt.Errorf("index entry %q: more than 4 GiB of names", target)
-	}
-	b.recs = append(b.recs, buildRec{off: uint32(len(b.arena)), n: uint32(len(target)), set: setOf(m)})
-	b.arena = append(b.arena, target...)
-	return nil
+	return b.AddBytes([]byte(target), m)
 }
 
 // checkName refuses domain entries the label walk never looks up: a single
