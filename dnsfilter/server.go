@@ -1,7 +1,8 @@
 // Package dnsfilter is hedgerow's DNS filter: a miekg/dns server that
 // identifies each client by its source address, decides the query name for
 // the client's group, answers blocked names itself and forwards the rest to
-// the upstream resolvers. Every miekg/dns type stays inside this package.
+// the upstream resolvers through a cache. Every miekg/dns type stays inside
+// this package.
 package dnsfilter
 
 import (
@@ -11,8 +12,8 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -20,24 +21,63 @@ import (
 	"hedgerow/categories"
 )
 
+// Block answers: how a blocked name is answered.
+const (
+	BlockNXDomain  = "nxdomain"  // NXDOMAIN with an SOA (the default)
+	BlockNull      = "null"      // 0.0.0.0 and ::
+	BlockBlockPage = "blockpage" // the address of hedgerow's block page
+)
+
 // Config is the DNS filter's configuration.
 type Config struct {
-	Addr        string        // listen address for UDP and TCP, e.g. 127.0.0.1:5353
-	Upstreams   []string      // resolvers for allowed names, host:port, tried in order
-	Timeout     time.Duration // how long a client waits for upstreams before SERVFAIL
-	MaxInFlight int           // queries handled at once; more are answered SERVFAIL
-	BlockTTL    uint32        // TTL of the SOA in blocked answers (negative caching)
+	Listen      []string      // listen addresses for UDP and TCP, e.g. 127.0.0.1:5353
+	Upstreams   []Upstream    // resolvers for allowed names, tried in order
+	Timeout     time.Duration // how long a client waits for upstreams before stale or SERVFAIL
+	MaxInFlight int           // queries handled at once; more are dropped and counted
+	RateLimit   int           // responses per second per client address; 0 is unlimited
+	BlockTTL    uint32        // TTL of blocked answers (and of their SOA, for negative caching)
+
+	BlockAnswer      string            // BlockNXDomain, BlockNull or BlockBlockPage
+	GroupBlockAnswer map[string]string // per-group override of BlockAnswer
+	BlockPageIPv4    netip.Addr        // for BlockBlockPage
+	BlockPageIPv6    netip.Addr
+
+	Cache CacheConfig
 }
 
 // DefaultConfig returns the defaults: an unprivileged port on loopback.
 func DefaultConfig() Config {
-	return Config{Addr: "127.0.0.1:5353", Timeout: 1800 * time.Millisecond, MaxInFlight: 1024, BlockTTL: 60}
+	return Config{Listen: []string{"127.0.0.1:5353"}, Timeout: 1800 * time.Millisecond, MaxInFlight: 1024,
+		RateLimit: 200, BlockTTL: 60, BlockAnswer: BlockNXDomain}
 }
 
-// Counters are the filter's running totals; later issues export them as
-// Prometheus metrics.
-type Counters struct {
-	Allowed, Blocked, Refused, ServFail, Overload, Malformed atomic.Uint64
+func (c *Config) validate() error {
+	var errs []error
+	if len(c.Upstreams) == 0 {
+		errs = append(errs, errors.New("no upstream resolvers configured"))
+	}
+	if len(c.Listen) == 0 {
+		errs = append(errs, errors.New("no listen address configured"))
+	}
+	check := func(where, mode string) {
+		switch mode {
+		case BlockNXDomain, BlockNull:
+		case BlockBlockPage:
+			if !c.BlockPageIPv4.IsValid() && !c.BlockPageIPv6.IsValid() {
+				errs = append(errs, fmt.Errorf("%s: %q needs the block page's address", where, mode))
+			}
+		default:
+			errs = append(errs, fmt.Errorf("%s: %q: want %s, %s or %s", where, mode, BlockNXDomain, BlockNull, BlockBlockPage))
+		}
+	}
+	check("block answer", c.BlockAnswer)
+	for g, mode := range c.GroupBlockAnswer {
+		check("block answer of group "+g, mode)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("dns filter: %w", errors.Join(errs...))
+	}
+	return nil
 }
 
 // Server answers DNS for pupil devices.
@@ -45,63 +85,92 @@ type Server struct {
 	cfg      Config
 	filter   *categories.Filter
 	log      *slog.Logger
-	udp, tcp *dns.Client
+	metrics  *Metrics
+	fwd      *Forwarder
+	cache    *Cache
+	limiter  *rateLimiter
 	inflight chan struct{}
 	now      func() time.Time
-	Counters Counters
 
 	mu      sync.Mutex
 	servers []*dns.Server
 }
 
 // New returns a server deciding with filter's current snapshot.
-func New(cfg Config, filter *categories.Filter, log *slog.Logger) (*Server, error) {
-	if len(cfg.Upstreams) == 0 {
-		return nil, errors.New("dns filter: no upstream resolvers configured")
-	}
-	for _, u := range cfg.Upstreams {
-		if _, err := netip.ParseAddrPort(u); err != nil {
-			return nil, fmt.Errorf("dns filter: upstream %q: want IP:port: %v", u, err)
-		}
-	}
+func New(cfg Config, filter *categories.Filter, metrics *Metrics, log *slog.Logger) (*Server, error) {
+	def := DefaultConfig()
 	if cfg.MaxInFlight <= 0 {
-		cfg.MaxInFlight = DefaultConfig().MaxInFlight
+		cfg.MaxInFlight = def.MaxInFlight
 	}
 	if cfg.Timeout <= 0 {
-		cfg.Timeout = DefaultConfig().Timeout
+		cfg.Timeout = def.Timeout
 	}
-	return &Server{
+	if cfg.BlockAnswer == "" {
+		cfg.BlockAnswer = def.BlockAnswer
+	}
+	if cfg.BlockTTL == 0 {
+		cfg.BlockTTL = def.BlockTTL
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	fwd, err := NewForwarder(ForwarderConfig{Upstreams: cfg.Upstreams, Timeout: cfg.Timeout})
+	if err != nil {
+		return nil, fmt.Errorf("dns filter: %w", err)
+	}
+	fwd.SetObserver(metrics.observeUpstream)
+	s := &Server{
 		cfg:      cfg,
 		filter:   filter,
 		log:      log,
-		udp:      &dns.Client{Net: "udp", UDPSize: 1232, Timeout: cfg.Timeout},
-		tcp:      &dns.Client{Net: "tcp", Timeout: cfg.Timeout},
+		metrics:  metrics,
+		fwd:      fwd,
+		cache:    NewCache(cfg.Cache, time.Now),
 		inflight: make(chan struct{}, cfg.MaxInFlight),
 		now:      time.Now,
-	}, nil
+	}
+	if cfg.RateLimit > 0 {
+		s.limiter = newRateLimiter(cfg.RateLimit, time.Now)
+	}
+	return s, nil
 }
 
-// ListenAndServe serves UDP and TCP on cfg.Addr until ctx is done, then
-// shuts both down. ready, if not nil, is called once both listen.
+// ListenAndServe serves UDP and TCP on every listen address until ctx is
+// done, then shuts them down. ready, if not nil, is called once all listen.
 func (s *Server) ListenAndServe(ctx context.Context, ready func()) error {
-	pc, err := net.ListenPacket("udp", s.cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("dns filter: listen udp %s: %w", s.cfg.Addr, err)
+	defer s.fwd.Close()
+	var servers []*dns.Server
+	closeAll := func() {
+		for _, srv := range servers {
+			if srv.PacketConn != nil {
+				srv.PacketConn.Close()
+			}
+			if srv.Listener != nil {
+				srv.Listener.Close()
+			}
+		}
 	}
-	ln, err := net.Listen("tcp", s.cfg.Addr)
-	if err != nil {
-		pc.Close()
-		return fmt.Errorf("dns filter: listen tcp %s: %w", s.cfg.Addr, err)
+	for _, addr := range s.cfg.Listen {
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("dns filter: listen udp %s: %w", addr, err)
+		}
+		servers = append(servers, &dns.Server{PacketConn: pc, Handler: s, UDPSize: dns.MaxMsgSize})
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("dns filter: listen tcp %s: %w", addr, err)
+		}
+		servers = append(servers, &dns.Server{Listener: ln, Handler: s})
 	}
-	udp := &dns.Server{PacketConn: pc, Handler: s, UDPSize: dns.MaxMsgSize}
-	tcp := &dns.Server{Listener: ln, Handler: s}
 	s.mu.Lock()
-	s.servers = []*dns.Server{udp, tcp}
+	s.servers = servers
 	s.mu.Unlock()
-	errc := make(chan error, 2)
+	errc := make(chan error, len(servers))
 	var started sync.WaitGroup
-	started.Add(2)
-	for _, srv := range s.servers {
+	started.Add(len(servers))
+	for _, srv := range servers {
 		srv.NotifyStartedFunc = started.Done
 		go func() { errc <- srv.ActivateAndServe() }()
 	}
@@ -111,13 +180,14 @@ func (s *Server) ListenAndServe(ctx context.Context, ready func()) error {
 			ready()
 		}
 	}()
+	var err error
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
 	}
 	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	for _, srv := range s.servers {
+	for _, srv := range servers {
 		_ = srv.ShutdownContext(shutCtx)
 	}
 	if err != nil {
@@ -126,74 +196,201 @@ func (s *Server) ListenAndServe(ctx context.Context, ready func()) error {
 	return nil
 }
 
-// LocalAddr returns the UDP address the server listens on (for tests that
-// listen on port 0).
-func (s *Server) LocalAddr() net.Addr {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.servers) == 0 || s.servers[0].PacketConn == nil {
-		return nil
-	}
-	return s.servers[0].PacketConn.LocalAddr()
-}
-
-// ServeDNS handles one query: client, verdict, answer.
+// ServeDNS handles one query, in one straight line: admit, identify the
+// client, decide, answer.
 func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	select {
 	case s.inflight <- struct{}{}:
 		defer func() { <-s.inflight }()
 	default:
-		s.Counters.Overload.Add(1)
-		s.reply(w, r, fail(r, dns.RcodeServerFailure, dns.ExtendedErrorCodeOther, "overloaded"))
+		s.metrics.query("", ResultDropped) // overloaded: shed load rather than queue
 		return
 	}
-	if len(r.Question) != 1 {
-		s.Counters.Malformed.Add(1)
+	s.metrics.inflight.Inc()
+	defer s.metrics.inflight.Dec()
+	start := s.now()
+
+	if len(r.Question) != 1 || r.Opcode != dns.OpcodeQuery {
+		s.metrics.query("", ResultDropped)
 		s.reply(w, r, fail(r, dns.RcodeFormatError, 0, ""))
 		return
 	}
+	addr := clientAddr(w.RemoteAddr())
+	if s.limiter != nil && !s.limiter.allow(addr) {
+		s.metrics.query("", ResultDropped) // one device must not starve the rest
+		return
+	}
 	snap := s.filter.Current()
-	group, ok := snap.GroupFor(clientAddr(w.RemoteAddr()))
+	group, ok := snap.GroupFor(addr)
 	if !ok {
 		// Never an open resolver: addresses in no mapped range are refused.
-		s.Counters.Refused.Add(1)
+		s.metrics.query("", ResultRefused)
 		s.reply(w, r, fail(r, dns.RcodeRefused, dns.ExtendedErrorCodeProhibited, ""))
 		return
 	}
 	q := r.Question[0]
+	if q.Qclass != dns.ClassINET {
+		// CHAOS and friends would reveal the upstreams' versions: not ours to give.
+		s.metrics.query(group, ResultRefused)
+		s.reply(w, r, fail(r, dns.RcodeRefused, dns.ExtendedErrorCodeNotSupported, ""))
+		return
+	}
 	if q.Name != "." {
 		host, err := categories.NormalizeHost(q.Name)
 		if err != nil {
-			s.Counters.Malformed.Add(1)
+			s.metrics.query(group, ResultDropped)
 			s.reply(w, r, fail(r, dns.RcodeFormatError, 0, ""))
 			return
 		}
-		v := snap.Decide(group, host, "", s.now())
+		v := snap.Decide(group, host, "", start)
+		s.metrics.decision.Observe(s.now().Sub(start).Seconds())
 		if v.Action == categories.Block {
-			s.Counters.Blocked.Add(1)
-			s.reply(w, r, s.blocked(r, v))
+			s.metrics.query(group, ResultBlocked)
+			s.metrics.blocked(v)
+			s.reply(w, r, s.blocked(r, group, v))
 			return
 		}
 	}
-	s.Counters.Allowed.Add(1)
-	s.reply(w, r, s.forward(r))
+	if q.Qtype == dns.TypeANY {
+		s.metrics.query(group, ResultAllowed)
+		s.reply(w, r, minimalANY(r))
+		return
+	}
+	resp := s.resolve(r)
+	if resp.Rcode == dns.RcodeServerFailure {
+		s.metrics.query(group, ResultServFail)
+		s.reply(w, r, resp)
+		return
+	}
+	// CNAME cloaking: an allowed name whose answer leads to a blocked one.
+	if v, blocked := s.checkAnswer(snap, group, resp, start); blocked {
+		s.metrics.query(group, ResultBlocked)
+		s.metrics.blocked(v)
+		s.reply(w, r, s.blocked(r, group, v))
+		return
+	}
+	s.metrics.query(group, ResultAllowed)
+	s.reply(w, r, resp)
+}
+
+// resolve answers an allowed query from the cache or the upstreams; after
+// the client-facing timeout it serves a stale answer (RFC 8767) or SERVFAIL
+// with an Extended DNS Error, and it remembers failures briefly (RFC 9520).
+func (s *Server) resolve(r *dns.Msg) *dns.Msg {
+	key, cacheable := KeyOf(r)
+	if cacheable {
+		if m, fresh, failed, ok := s.cache.Get(key, r); ok && fresh {
+			return m
+		} else if failed {
+			if ok {
+				return m // stale beats a known failure
+			}
+			return fail(r, dns.RcodeServerFailure, dns.ExtendedErrorCodeCachedError, "upstream resolvers failed recently")
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Timeout)
+	defer cancel()
+	q := r.Copy()
+	if o := q.IsEdns0(); o != nil {
+		o.Option = nil // the client's options are not the upstream's business
+	}
+	resp, err := s.fwd.Exchange(ctx, q)
+	if err == nil && resp.Rcode != dns.RcodeServerFailure {
+		if cacheable {
+			s.cache.Put(key, resp)
+		}
+		resp.Id = r.Id
+		return scrub(r, resp)
+	}
+	if cacheable {
+		s.cache.PutFailure(key)
+		if m, _, _, ok := s.cache.Get(key, r); ok {
+			return m // stale (RFC 8767)
+		}
+	}
+	s.log.Debug("upstreams failed", "name", r.Question[0].Name, "err", err)
+	return fail(r, dns.RcodeServerFailure, dns.ExtendedErrorCodeNoReachableAuthority, "upstream resolvers did not answer")
+}
+
+// scrub fits an upstream reply to this client: OPT only if the client sent
+// one (RFC 6891), with our own buffer size.
+func scrub(r, resp *dns.Msg) *dns.Msg {
+	extra := resp.Extra[:0]
+	for _, rr := range resp.Extra {
+		if rr.Header().Rrtype != dns.TypeOPT {
+			extra = append(extra, rr)
+		}
+	}
+	resp.Extra = extra
+	if o := r.IsEdns0(); o != nil {
+		resp.SetEdns0(1232, o.Do())
+	}
+	return resp
+}
+
+// checkAnswer decides the CNAME targets and owner names in an answer, so a
+// listed site cannot hide behind an allowed alias.
+func (s *Server) checkAnswer(snap *categories.Snapshot, group string, resp *dns.Msg, now time.Time) (categories.Verdict, bool) {
+	for _, rr := range resp.Answer {
+		names := [2]string{rr.Header().Name, ""}
+		if c, ok := rr.(*dns.CNAME); ok {
+			names[1] = c.Target
+		}
+		for _, n := range names {
+			if n == "" || n == "." {
+				continue
+			}
+			host, err := categories.NormalizeHost(n)
+			if err != nil {
+				continue
+			}
+			if v := snap.Decide(group, host, "", now); v.Action == categories.Block {
+				return v, true
+			}
+		}
+	}
+	return categories.Verdict{}, false
 }
 
 // blocked answers a blocked name locally and at once, whatever the query
-// type: NXDOMAIN with an SOA for negative caching (RFC 2308), and the
-// Extended DNS Error "Blocked" with the category, when the client speaks EDNS.
-func (s *Server) blocked(r *dns.Msg, v categories.Verdict) *dns.Msg {
+// type and whether or not any upstream is up, as the group's block answer
+// says, with the Extended DNS Error "Blocked" naming the category when the
+// client speaks EDNS.
+func (s *Server) blocked(r *dns.Msg, group string, v categories.Verdict) *dns.Msg {
+	q := r.Question[0]
+	mode := s.cfg.BlockAnswer
+	if m, ok := s.cfg.GroupBlockAnswer[group]; ok {
+		mode = m
+	}
 	m := new(dns.Msg)
-	m.SetRcode(r, dns.RcodeNameError)
+	m.SetReply(r)
 	m.RecursionAvailable = true
-	m.Ns = []dns.RR{&dns.SOA{
-		Hdr:     dns.RR_Header{Name: r.Question[0].Name, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: s.cfg.BlockTTL},
-		Ns:      "blocked.hedgerow.invalid.",
-		Mbox:    "filter.hedgerow.invalid.",
-		Serial:  1,
-		Refresh: 3600, Retry: 600, Expire: 86400,
-		Minttl: s.cfg.BlockTTL,
-	}}
+	hdr := dns.RR_Header{Name: q.Name, Class: dns.ClassINET, Ttl: s.cfg.BlockTTL}
+	var v4, v6 netip.Addr
+	switch mode {
+	case BlockNull:
+		v4, v6 = netip.IPv4Unspecified(), netip.IPv6Unspecified()
+	case BlockBlockPage:
+		v4, v6 = s.cfg.BlockPageIPv4, s.cfg.BlockPageIPv6
+	}
+	switch {
+	case mode == BlockNXDomain:
+		m.Rcode = dns.RcodeNameError
+	case q.Qtype == dns.TypeA && v4.IsValid():
+		hdr.Rrtype = dns.TypeA
+		m.Answer = []dns.RR{&dns.A{Hdr: hdr, A: v4.AsSlice()}}
+	case q.Qtype == dns.TypeAAAA && v6.IsValid():
+		hdr.Rrtype = dns.TypeAAAA
+		m.Answer = []dns.RR{&dns.AAAA{Hdr: hdr, AAAA: v6.AsSlice()}}
+	}
+	if len(m.Answer) == 0 {
+		// NXDOMAIN, or NODATA for the other types: an SOA for negative caching (RFC 2308).
+		m.Ns = []dns.RR{&dns.SOA{
+			Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: s.cfg.BlockTTL},
+			Ns:  "blocked.hedgerow.invalid.", Mbox: "filter.hedgerow.invalid.",
+			Serial: 1, Refresh: 3600, Retry: 600, Expire: 86400, Minttl: s.cfg.BlockTTL,
+		}}
+	}
 	text := "blocked by hedgerow"
 	if v.Category != nil {
 		text = v.Category.Slug
@@ -202,38 +399,27 @@ func (s *Server) blocked(r *dns.Msg, v categories.Verdict) *dns.Msg {
 	return m
 }
 
-// forward sends an allowed query to the upstreams in order, over UDP and
-// again over TCP when the answer was truncated.
-func (s *Server) forward(r *dns.Msg) *dns.Msg {
-	q := r.Copy()
-	q.Id = dns.Id()
-	var lastErr error
-	deadline := s.now().Add(s.cfg.Timeout)
-	for _, up := range s.cfg.Upstreams {
-		if s.now().After(deadline) {
-			break
-		}
-		resp, _, err := s.udp.Exchange(q, up)
-		if err == nil && resp.Truncated {
-			resp, _, err = s.tcp.Exchange(q, up)
-		}
-		if err != nil {
-			lastErr = err
-			continue
-		}
-		resp.Id = r.Id
-		return resp
+// minimalANY answers ANY with a synthesized HINFO, as RFC 8482 allows,
+// rather than a large reply that amplifies attacks.
+func minimalANY(r *dns.Msg) *dns.Msg {
+	m := new(dns.Msg)
+	m.SetReply(r)
+	m.RecursionAvailable = true
+	m.Answer = []dns.RR{&dns.HINFO{
+		Hdr: dns.RR_Header{Name: r.Question[0].Name, Rrtype: dns.TypeHINFO, Class: dns.ClassINET, Ttl: 3600},
+		Cpu: "RFC8482", Os: "",
+	}}
+	if o := r.IsEdns0(); o != nil {
+		m.SetEdns0(1232, o.Do())
 	}
-	s.Counters.ServFail.Add(1)
-	s.log.Debug("upstreams failed", "name", r.Question[0].Name, "err", lastErr)
-	return fail(r, dns.RcodeServerFailure, dns.ExtendedErrorCodeNoReachableAuthority, "upstream resolvers did not answer")
+	return m
 }
 
 // reply writes m, truncated to what the client can take.
 func (s *Server) reply(w dns.ResponseWriter, r, m *dns.Msg) {
 	size := dns.MinMsgSize
 	if o := r.IsEdns0(); o != nil {
-		size = int(o.UDPSize())
+		size = max(int(o.UDPSize()), dns.MinMsgSize)
 	}
 	if _, isTCP := w.RemoteAddr().(*net.TCPAddr); isTCP {
 		size = dns.MaxMsgSize
@@ -278,4 +464,20 @@ func clientAddr(a net.Addr) netip.Addr {
 		return ip.Unmap()
 	}
 	return netip.Addr{}
+}
+
+// ParseUpstreams reads a comma-separated upstream list.
+func ParseUpstreams(list string) ([]Upstream, error) {
+	var out []Upstream
+	for _, s := range strings.Split(list, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		u, err := ParseUpstream(s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, u)
+	}
+	return out, nil
 }

@@ -2,8 +2,12 @@ package e2e
 
 import (
 	"context"
+	"io"
 	"net"
+	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -33,8 +37,14 @@ func freePort(t *testing.T) int {
 }
 
 // upstream is a real DNS server on loopback that answers every A query with
-// 192.0.2.1 and every AAAA query with 2001:db8::1.
+// 192.0.2.1 and every AAAA query with 2001:db8::1; cname.example is a CNAME
+// to pornhub.com.
 func upstream(t *testing.T) string {
+	addr, _ := upstreamWithStop(t)
+	return addr
+}
+
+func upstreamWithStop(t *testing.T) (string, func()) {
 	t.Helper()
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
@@ -44,6 +54,13 @@ func upstream(t *testing.T) string {
 		m := new(dns.Msg)
 		m.SetReply(r)
 		q := r.Question[0]
+		if strings.EqualFold(q.Name, "cname.example.") {
+			c, _ := dns.NewRR(q.Name + " 300 IN CNAME pornhub.com.")
+			a, _ := dns.NewRR("pornhub.com. 300 IN A 192.0.2.66")
+			m.Answer = append(m.Answer, c, a)
+			_ = w.WriteMsg(m)
+			return
+		}
 		switch q.Qtype {
 		case dns.TypeA:
 			rr, _ := dns.NewRR(q.Name + " 300 IN A 192.0.2.1")
@@ -55,9 +72,44 @@ func upstream(t *testing.T) string {
 		_ = w.WriteMsg(m)
 	})
 	srv := &dns.Server{PacketConn: pc, Handler: h}
+	started := make(chan struct{})
+	srv.NotifyStartedFunc = func() { close(started) }
 	go func() { _ = srv.ActivateAndServe() }()
-	t.Cleanup(func() { _ = srv.Shutdown() })
-	return pc.LocalAddr().String()
+	<-started
+	stop := func() { _ = srv.Shutdown() }
+	t.Cleanup(stop)
+	return pc.LocalAddr().String(), stop
+}
+
+// startServe runs `hedgerow serve` on free loopback ports and waits until it
+// answers; it returns the DNS port and the metrics URL.
+func startServe(t *testing.T, data string, extra ...string) (int, string) {
+	t.Helper()
+	port, adminPort := freePort(t), freePort(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	args := append([]string{"serve", "--data", data, "--dns", "127.0.0.1:" + strconv.Itoa(port),
+		"--admin", "127.0.0.1:" + strconv.Itoa(adminPort)}, extra...)
+	cmd := exec.CommandContext(ctx, hedgerowBinary(t), args...)
+	var logs strings.Builder
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("hedgerow serve logs:\n%s", logs.String())
+		}
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for dig(t, port, "-b", "127.0.0.1", "pornhub.com").status == "" {
+		if time.Now().After(deadline) {
+			t.Fatalf("hedgerow serve did not answer within 20s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return port, "http://127.0.0.1:" + strconv.Itoa(adminPort) + "/metrics"
 }
 
 // digResult is what the tests read from dig's output.
@@ -106,29 +158,8 @@ func TestDNSFilter(t *testing.T) {
 	mustRun(t, "", "clients", "add", "127.0.0.2", "staff", "--data", data, "--reason", "test")
 	mustRun(t, "", "lists", "add", "badsite.example", "--category", "adult", "--data", data, "--reason", "test")
 
-	up := upstream(t)
-	port := freePort(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, hedgerowBinary(t), "serve", "--data", data, "--dns", "127.0.0.1:"+strconv.Itoa(port), "--upstream", up)
-	var logs strings.Builder
-	cmd.Stderr = &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("hedgerow serve logs:\n%s", logs.String())
-		}
-	})
-	deadline := time.Now().Add(20 * time.Second)
-	for dig(t, port, "-b", "127.0.0.1", "ready.example").status == "" {
-		if time.Now().After(deadline) {
-			t.Fatalf("hedgerow serve did not answer within 20s")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	up, stopUpstream := upstreamWithStop(t)
+	port, metricsURL := startServe(t, data, "--upstream", up)
 
 	tests := []struct {
 		name       string
@@ -151,6 +182,9 @@ func TestDNSFilter(t *testing.T) {
 		{"unmapped source refused", []string{"-b", "127.0.0.3", "www.example.org"}, "REFUSED", "", "18 (Prohibited)"},
 		{"over TCP", []string{"-b", "127.0.0.1", "+tcp", "pornhub.com"}, "NXDOMAIN", "", "15 (Blocked)"},
 		{"allowed over TCP", []string{"-b", "127.0.0.1", "+tcp", "www.example.org"}, "NOERROR", "192.0.2.1", ""},
+		{"CNAME to a blocked name", []string{"-b", "127.0.0.1", "cname.example"}, "NXDOMAIN", "", "15 (Blocked): (adult)"},
+		{"ANY answered minimally", []string{"-b", "127.0.0.1", "www.example.org", "ANY"}, "NOERROR", "RFC8482", ""},
+		{"CHAOS version.bind refused", []string{"-b", "127.0.0.1", "-c", "CH", "version.bind", "TXT"}, "REFUSED", "", ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -169,6 +203,68 @@ func TestDNSFilter(t *testing.T) {
 			}
 		})
 	}
+
+	// With the upstream gone, an answer seen before still comes from the cache.
+	stopUpstream()
+	if r := dig(t, port, "-b", "127.0.0.1", "www.example.org", "A"); r.status != "NOERROR" || !strings.Contains(strings.Join(r.answer, " "), "192.0.2.1") {
+		t.Errorf("cached answer after the upstream stopped: %s %v", r.status, r.answer)
+	}
+
+	// Metrics: queries by result and group, blocks by category.
+	resp, err := http.Get(metricsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`hedgerow_dns_queries_total{group="ks2",result="blocked"}`,
+		`hedgerow_dns_queries_total{group="staff",result="allowed"}`,
+		`hedgerow_dns_queries_total{group="none",result="refused"} 1`,
+		`hedgerow_dns_blocks_total{category="adult",severity="high"}`,
+		`hedgerow_dns_upstream_seconds_bucket`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}
+
+// TestDNSFilterBlockAnswers: a config file sets how blocks are answered, per
+// group: 0.0.0.0 for staff, the block page's address for ks2.
+func TestDNSFilterBlockAnswers(t *testing.T) {
+	if _, err := exec.LookPath("dig"); err != nil {
+		t.Skip("dig not installed: skipping the DNS test")
+	}
+	data := t.TempDir()
+	mustRun(t, "", "clients", "remove", "127.0.0.0/8", "--data", data, "--reason", "test")
+	mustRun(t, "", "clients", "add", "127.0.0.1", "ks2", "--data", data, "--reason", "test")
+	mustRun(t, "", "clients", "add", "127.0.0.2", "staff", "--data", data, "--reason", "test")
+	conf := filepath.Join(data, "hedgerow.yaml")
+	if err := os.WriteFile(conf, []byte("dns:\n  block_answer: blockpage\n  block_page_ipv4: 192.0.2.80\n  group_block_answer:\n    staff: \"null\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	port, _ := startServe(t, data, "--config", conf, "--upstream", upstream(t))
+	if r := dig(t, port, "-b", "127.0.0.1", "pornhub.com", "A"); r.status != "NOERROR" || !strings.Contains(strings.Join(r.answer, " "), "192.0.2.80") {
+		t.Errorf("ks2 block page answer: %s %v", r.status, r.answer)
+	}
+	if r := dig(t, port, "-b", "127.0.0.2", "pornhub.com", "A"); r.status != "NOERROR" || !strings.Contains(strings.Join(r.answer, " "), "0.0.0.0") {
+		t.Errorf("staff null answer: %s %v", r.status, r.answer)
+	}
+	if r := dig(t, port, "-b", "127.0.0.2", "pornhub.com", "AAAA"); r.status != "NOERROR" || !strings.Contains(strings.Join(r.answer, " "), "::") {
+		t.Errorf("staff null AAAA answer: %s %v", r.status, r.answer)
+	}
+	if r := dig(t, port, "-b", "127.0.0.1", "pornhub.com", "MX"); r.status != "NOERROR" || len(r.answer) != 0 || !strings.Contains(r.ede, "Blocked") {
+		t.Errorf("ks2 blocked MX: %s %v %s, want NODATA with EDE", r.status, r.answer, r.ede)
+	}
+	// A config file with a mistake is refused with the line number.
+	bad := filepath.Join(data, "bad.yaml")
+	if err := os.WriteFile(bad, []byte("dns:\n  tiemout: 2s\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, errs, code := run(t, "", "serve", "--data", data, "--config", bad); code == 0 || !strings.Contains(errs, "line 2") || !strings.Contains(errs, "tiemout") {
+		t.Errorf("bad config: exit %d, %s", code, errs)
+	}
 }
 
 // TestDNSFilterLiveEdit: an edit made with the CLI while serve runs takes
@@ -178,14 +274,7 @@ func TestDNSFilterLiveEdit(t *testing.T) {
 		t.Skip("dig not installed: skipping the DNS test")
 	}
 	data := t.TempDir()
-	up := upstream(t)
-	port := freePort(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, hedgerowBinary(t), "serve", "--data", data, "--dns", "127.0.0.1:"+strconv.Itoa(port), "--upstream", up)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cancel(); _ = cmd.Wait() })
+	port, _ := startServe(t, data, "--upstream", upstream(t))
 	deadline := time.Now().Add(20 * time.Second)
 	for dig(t, port, "live.example").status != "NOERROR" {
 		if time.Now().After(deadline) {
@@ -215,21 +304,7 @@ func TestDNSFilterUpstreamDown(t *testing.T) {
 	}
 	data := t.TempDir()
 	deadPort := freePort(t) // nothing listens there
-	port := freePort(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, hedgerowBinary(t), "serve", "--data", data, "--dns", "127.0.0.1:"+strconv.Itoa(port),
-		"--upstream", "127.0.0.1:"+strconv.Itoa(deadPort))
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cancel(); _ = cmd.Wait() })
-	deadline := time.Now().Add(20 * time.Second)
-	for dig(t, port, "pornhub.com").status == "" {
-		if time.Now().After(deadline) {
-			t.Fatalf("hedgerow serve did not answer within 20s")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	port, _ := startServe(t, data, "--upstream", "127.0.0.1:"+strconv.Itoa(deadPort))
 	if r := dig(t, port, "pornhub.com"); r.status != "NXDOMAIN" {
 		t.Errorf("blocked name with upstream down: %q, want NXDOMAIN", r.status)
 	}

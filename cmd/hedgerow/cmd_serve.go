@@ -3,8 +3,10 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -12,6 +14,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
 	"hedgerow/categories"
@@ -20,60 +25,174 @@ import (
 )
 
 func (a *app) serveCommand() *cobra.Command {
-	cfg := dnsfilter.DefaultConfig()
-	var upstreams string
+	var configFile, dnsAddr, upstreams, adminAddr string
 	cmd := &cobra.Command{
-		Use:   "serve [--dns ADDR] [--upstream ADDR[,ADDR...]]",
+		Use:   "serve [--config FILE] [--dns ADDR] [--upstream ADDR[,ADDR...]] [--admin ADDR]",
 		Short: "Run the DNS filter",
-		Long: `serve runs the DNS filter on UDP and TCP. With no flags it listens on 127.0.0.1:5353,
+		Long: `serve runs the DNS filter on UDP and TCP and serves Prometheus metrics on /metrics
+of the admin listener. With no flags and no config file it listens on 127.0.0.1:5353,
 creates the database with the starter policy and lists if there is none, and forwards
 allowed names to the resolvers in /etc/resolv.conf (or Quad9 when there are none).
+Settings come from the built-in defaults, then the YAML file given with --config (every
+key is documented in deploy/hedgerow.yaml), then the flags.
+
 If the database or the lists cannot be loaded it does not start: it never serves pupils
-unfiltered. SIGTERM or Ctrl-C stops it cleanly.`,
+unfiltered. Edits made with the other hedgerow commands take effect within about two
+seconds (or at once on SIGHUP). SIGTERM or Ctrl-C stops it cleanly.`,
 		Example: `  hedgerow serve
-  hedgerow serve --data /var/lib/hedgerow --dns 0.0.0.0:53 --upstream 192.0.2.53:53,192.0.2.54:53`,
+  hedgerow serve --config /etc/hedgerow/hedgerow.yaml
+  hedgerow serve --data /var/lib/hedgerow --dns 0.0.0.0:53 --upstream 192.0.2.53,tls://192.0.2.54#dns.example`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if upstreams != "" {
-				cfg.Upstreams = nil
-				for _, u := range splitList(upstreams) {
-					cfg.Upstreams = append(cfg.Upstreams, withPort(u))
+			cfg := DefaultConfig()
+			if configFile != "" {
+				var err error
+				if cfg, err = LoadConfig(configFile); err != nil {
+					return err
 				}
-			} else {
-				cfg.Upstreams = systemResolvers("/etc/resolv.conf", cfg.Addr)
 			}
-			start := time.Now()
-			// The first open creates the database if need be; reloads only read.
-			if err := a.withStore(func(*store.Store) error { return nil }); err != nil {
-				return fmt.Errorf("serve: %w (not serving unfiltered)", err)
+			flags := cmd.Flags()
+			if flags.Changed("data") || cmd.Root().PersistentFlags().Changed("data") {
+				cfg.Data = a.dataDir
 			}
-			snap, err := a.loadSnapshot()
-			if err != nil {
-				return fmt.Errorf("serve: %w (not serving unfiltered)", err)
+			a.dataDir = cfg.Data
+			if flags.Changed("dns") {
+				cfg.DNS.Listen = []string{dnsAddr}
 			}
-			filter, err := categories.NewFilter(snap)
-			if err != nil {
+			if flags.Changed("upstream") {
+				cfg.DNS.Upstreams = splitList(upstreams)
+			}
+			if flags.Changed("admin") {
+				cfg.Admin = adminAddr
+			}
+			if len(cfg.DNS.Upstreams) == 0 {
+				self := ""
+				if len(cfg.DNS.Listen) > 0 {
+					self = cfg.DNS.Listen[0]
+				}
+				cfg.DNS.Upstreams = systemResolvers("/etc/resolv.conf", self)
+			}
+			if err := cfg.Validate(); err != nil {
 				return err
 			}
-			srv, err := dnsfilter.New(cfg, filter, a.log)
-			if err != nil {
-				return err
-			}
-			a.log.Info("lists loaded", "entries", snap.Index().Len(), "domains", snap.Index().Domains(),
-				"urls", snap.Index().URLs(), "seconds", time.Since(start).Seconds(), "database", a.dbPath())
-			go a.reloadLoop(cmd.Context(), filter)
-			a.log.Info("effective configuration", "dns", cfg.Addr, "upstreams", strings.Join(cfg.Upstreams, ","),
-				"timeout", cfg.Timeout, "max_in_flight", cfg.MaxInFlight, "data", a.dataDir)
-			err = srv.ListenAndServe(cmd.Context(), func() { a.log.Info("serving DNS", "addr", cfg.Addr) })
-			c := &srv.Counters
-			a.log.Info("stopped", "allowed", c.Allowed.Load(), "blocked", c.Blocked.Load(), "refused", c.Refused.Load(),
-				"servfail", c.ServFail.Load())
-			return err
+			a.log = cfg.Log.NewLogger(a.stderr)
+			return a.serve(cmd.Context(), cfg)
 		},
 	}
-	cmd.Flags().StringVar(&cfg.Addr, "dns", cfg.Addr, "listen address for DNS, UDP and TCP")
-	cmd.Flags().StringVar(&upstreams, "upstream", "", "upstream resolvers, IP[:port] comma-separated (default: /etc/resolv.conf)")
+	cmd.Flags().StringVar(&configFile, "config", "", "YAML configuration file (see deploy/hedgerow.yaml)")
+	cmd.Flags().StringVar(&dnsAddr, "dns", "127.0.0.1:5353", "listen address for DNS, UDP and TCP")
+	cmd.Flags().StringVar(&upstreams, "upstream", "", "upstream resolvers, comma-separated: IP[:port], tcp://IP, tls://IP#name (default: /etc/resolv.conf)")
+	cmd.Flags().StringVar(&adminAddr, "admin", "127.0.0.1:9153", "listen address for /metrics")
 	return cmd
+}
+
+// serve runs the DNS filter and the metrics listener until ctx ends.
+func (a *app) serve(ctx context.Context, cfg Config) error {
+	dnsCfg, err := dnsConfig(cfg)
+	if err != nil {
+		return err
+	}
+	// The first open creates the database if need be; reloads only read.
+	if err := a.withStore(func(*store.Store) error { return nil }); err != nil {
+		return fmt.Errorf("serve: %w (not serving unfiltered)", err)
+	}
+	start := time.Now()
+	snap, err := a.loadSnapshot()
+	if err != nil {
+		return fmt.Errorf("serve: %w (not serving unfiltered)", err)
+	}
+	filter, err := categories.NewFilter(snap)
+	if err != nil {
+		return err
+	}
+	for g := range cfg.DNS.GroupBlockAnswer {
+		if !snap.HasGroup(g) {
+			a.log.Warn("dns.group_block_answer names a group that does not exist", "group", g)
+		}
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	srv, err := dnsfilter.New(dnsCfg, filter, dnsfilter.NewMetrics(reg, a.tax), a.log)
+	if err != nil {
+		return err
+	}
+	a.log.Info("lists loaded", "entries", snap.Index().Len(), "domains", snap.Index().Domains(),
+		"urls", snap.Index().URLs(), "seconds", time.Since(start).Seconds(), "database", a.dbPath())
+	a.log.Info("effective configuration", "config", cfg)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go a.reloadLoop(ctx, filter)
+
+	admin := &http.Server{Addr: cfg.Admin, Handler: adminMux(reg), ReadHeaderTimeout: 5 * time.Second}
+	adminLn, err := net.Listen("tcp", cfg.Admin)
+	if err != nil {
+		return fmt.Errorf("serve: admin listener %s: %w", cfg.Admin, err)
+	}
+	adminErr := make(chan error, 1)
+	go func() { adminErr <- admin.Serve(adminLn) }()
+	defer func() {
+		shut, done := context.WithTimeout(context.Background(), 5*time.Second)
+		defer done()
+		_ = admin.Shutdown(shut)
+	}()
+	a.log.Info("serving metrics", "addr", "http://"+cfg.Admin+"/metrics")
+
+	dnsErr := make(chan error, 1)
+	go func() {
+		dnsErr <- srv.ListenAndServe(ctx, func() { a.log.Info("serving DNS", "listen", strings.Join(dnsCfg.Listen, ",")) })
+	}()
+	select {
+	case err = <-dnsErr:
+	case err = <-adminErr:
+		cancel()
+		<-dnsErr
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	a.log.Info("stopped")
+	return err
+}
+
+// adminMux serves /metrics; the admin UI joins it in a later release.
+func adminMux(reg *prometheus.Registry) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		Registry: reg, MaxRequestsInFlight: 2, Timeout: 10 * time.Second}))
+	return mux
+}
+
+// dnsConfig turns the validated configuration into the DNS filter's.
+func dnsConfig(cfg Config) (dnsfilter.Config, error) {
+	d := dnsfilter.DefaultConfig()
+	d.Listen = cfg.DNS.Listen
+	ups, err := dnsfilter.ParseUpstreams(strings.Join(cfg.DNS.Upstreams, ","))
+	if err != nil {
+		return d, err
+	}
+	d.Upstreams = ups
+	d.Timeout = cfg.DNS.Timeout.D()
+	d.MaxInFlight = cfg.DNS.MaxInFlight
+	d.RateLimit = cfg.DNS.RateLimit
+	d.BlockAnswer = cfg.DNS.BlockAnswer
+	d.GroupBlockAnswer = cfg.DNS.GroupBlockAnswer
+	if cfg.DNS.BlockPageIPv4 != "" {
+		d.BlockPageIPv4, _ = netip.ParseAddr(cfg.DNS.BlockPageIPv4) // validated
+	}
+	if cfg.DNS.BlockPageIPv6 != "" {
+		d.BlockPageIPv6, _ = netip.ParseAddr(cfg.DNS.BlockPageIPv6)
+	}
+	d.Cache = dnsfilter.CacheConfig{
+		MaxEntries:  cfg.DNS.Cache.MaxEntries,
+		MaxTTL:      cfg.DNS.Cache.MaxTTL.D(),
+		NegativeTTL: cfg.DNS.Cache.NegativeTTL.D(),
+		StaleFor:    cfg.DNS.Cache.StaleFor.D(),
+	}
+	if d.Cache.StaleFor == 0 {
+		d.Cache.StaleFor = -1 // "never serve stale"; 0 would mean the default
+	}
+	return d, nil
 }
 
 // loadSnapshot opens the database just long enough to read the lists and
@@ -103,11 +222,11 @@ func (a *app) reloadLoop(ctx context.Context, filter *categories.Filter) {
 			return
 		case <-hup:
 		case <-tick.C:
-			if m := modTime(a.dbPath()); m.Equal(lastMod) {
+			m := modTime(a.dbPath())
+			if m.Equal(lastMod) {
 				continue
-			} else {
-				lastMod = m
 			}
+			lastMod = m
 		}
 		start := time.Now()
 		if err := filter.Reload(a.loadSnapshot); err != nil {
