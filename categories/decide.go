@@ -172,6 +172,15 @@ func (s *Snapshot) group(name string) *compiledGroup {
 	return nil
 }
 
+// SearchSettings returns whether a group has safe search enforced and its
+// YouTube restricted mode ("strict", "moderate" or "" for off).
+func (s *Snapshot) SearchSettings(group string) (safeSearch bool, youtube string) {
+	if g := s.group(group); g != nil {
+		return g.safeSearch, g.youtube
+	}
+	return true, YouTubeStrict // an unknown group gets the strictest; Decide blocks it anyway
+}
+
 // GroupFor returns the group of a client address; ok is false for addresses
 // in no mapped range, which the servers refuse.
 func (s *Snapshot) GroupFor(addr netip.Addr) (group string, ok bool) {

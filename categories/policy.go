@@ -35,7 +35,15 @@ type Group struct {
 	Allow       []string   `json:"allow,omitempty"`    // override targets (canonical host or host/path)
 	Deny        []string   `json:"deny,omitempty"`
 	Schedules   []Schedule `json:"schedules,omitempty"`
+	SafeSearch  bool       `json:"safe_search,omitempty"` // enforce Google, Bing and DuckDuckGo safe search
+	YouTube     string     `json:"youtube,omitempty"`     // YouTube restricted mode: "strict", "moderate" or "" (off)
 }
+
+// YouTube restricted modes.
+const (
+	YouTubeStrict   = "strict"
+	YouTubeModerate = "moderate"
+)
 
 // Schedule changes a group's blocked categories during a weekly time window,
 // for example social networks allowed for the sixth form at lunchtime.
@@ -86,12 +94,14 @@ func DefaultPolicy(t *Taxonomy) Policy {
 	return Policy{
 		Groups: []Group{
 			{Name: "early-years-ks1", Mode: ModeAllowlist, Blocked: with(primary...), Approved: []string{"kids", "education"},
+				SafeSearch: true, YouTube: YouTubeStrict,
 				Description: "Foundation Stage and Key Stage 1 (ages 3-7): approved sites only"},
-			{Name: "ks2", Mode: ModeFilter, Blocked: with(primary...),
+			{Name: "ks2", Mode: ModeFilter, Blocked: with(primary...), SafeSearch: true, YouTube: YouTubeStrict,
 				Description: "Key Stage 2 (ages 7-11)"},
-			{Name: "ks3-ks4", Mode: ModeFilter, Blocked: with(secondary...),
+			{Name: "ks3-ks4", Mode: ModeFilter, Blocked: with(secondary...), SafeSearch: true, YouTube: YouTubeModerate,
 				Description: "Key Stages 3 and 4 (ages 11-16)"},
 			{Name: "sixth-form", Mode: ModeFilter, Blocked: with("dating", "mature", "cheating", "remote-access"),
+				SafeSearch: true, YouTube: YouTubeModerate,
 				Description: "Sixth form (ages 16-18)"},
 			{Name: "staff", Mode: ModeFilter, Blocked: criticalHigh,
 				Description: "Teachers and support staff"},
@@ -181,8 +191,10 @@ func ValidGroupName(name string) error {
 
 // compiledGroup is a Group ready for Decide.
 type compiledGroup struct {
-	name      string
-	mode      Mode
+	name       string
+	mode       Mode
+	safeSearch bool
+	youtube    string
 	blocked   Mask
 	approved  Mask
 	overrides overrideSet
@@ -197,12 +209,17 @@ type compiledSchedule struct {
 }
 
 func compileGroup(t *Taxonomy, g Group) (*compiledGroup, error) {
-	cg := &compiledGroup{name: g.Name, mode: g.Mode}
+	cg := &compiledGroup{name: g.Name, mode: g.Mode, safeSearch: g.SafeSearch, youtube: g.YouTube}
 	var err error
 	switch g.Mode {
 	case ModeFilter, ModeAllowlist:
 	default:
 		return nil, fmt.Errorf("group %q: mode %q: want %q or %q", g.Name, g.Mode, ModeFilter, ModeAllowlist)
+	}
+	switch g.YouTube {
+	case "", YouTubeStrict, YouTubeModerate:
+	default:
+		return nil, fmt.Errorf("group %q: youtube %q: want %q, %q or off", g.Name, g.YouTube, YouTubeStrict, YouTubeModerate)
 	}
 	if cg.blocked, err = t.MaskOf(g.Blocked...); err != nil {
 		return nil, fmt.Errorf("group %q blocked: %w", g.Name, err)

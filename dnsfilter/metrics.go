@@ -35,7 +35,11 @@ type Metrics struct {
 	upstream   *prometheus.HistogramVec
 	upstreamEr *prometheus.CounterVec
 	inflight   prometheus.Gauge
-	noGroup    [numResults]prometheus.Counter // queries from unmapped sources
+	recorded   prometheus.Counter
+	// IncidentsDropped counts attempts the recorder had to let go (its
+	// queue or ring was full): never silent.
+	IncidentsDropped prometheus.Counter
+	noGroup          [numResults]prometheus.Counter // queries from unmapped sources
 
 	mu     sync.Mutex
 	groups atomic.Pointer[map[string]*[numResults]prometheus.Counter]
@@ -66,6 +70,14 @@ func NewMetrics(reg prometheus.Registerer, tax *categories.Taxonomy) *Metrics {
 			Name: "hedgerow_dns_inflight_queries",
 			Help: "Queries being handled right now.",
 		}),
+		recorded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hedgerow_dns_attempts_recorded_total",
+			Help: "Blocked queries handed to the incident recorder.",
+		}),
+		IncidentsDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hedgerow_incidents_dropped_total",
+			Help: "Blocked attempts the incident recorder could not keep.",
+		}),
 	}
 	blocks := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "hedgerow_dns_blocks_total",
@@ -79,7 +91,7 @@ func NewMetrics(reg prometheus.Registerer, tax *categories.Taxonomy) *Metrics {
 	}
 	empty := map[string]*[numResults]prometheus.Counter{}
 	m.groups.Store(&empty)
-	reg.MustRegister(m.queries, blocks, m.decision, m.upstream, m.upstreamEr, m.inflight)
+	reg.MustRegister(m.queries, blocks, m.decision, m.upstream, m.upstreamEr, m.inflight, m.recorded, m.IncidentsDropped)
 	return m
 }
 

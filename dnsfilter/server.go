@@ -42,13 +42,15 @@ type Config struct {
 	BlockPageIPv4    netip.Addr        // for BlockBlockPage
 	BlockPageIPv6    netip.Addr
 
+	BlockPrivateRelay bool // answer Apple's Private Relay canaries NXDOMAIN
+
 	Cache CacheConfig
 }
 
 // DefaultConfig returns the defaults: an unprivileged port on loopback.
 func DefaultConfig() Config {
 	return Config{Listen: []string{"127.0.0.1:5353"}, Timeout: 1800 * time.Millisecond, MaxInFlight: 1024,
-		RateLimit: 200, BlockTTL: 60, BlockAnswer: BlockNXDomain}
+		RateLimit: 200, BlockTTL: 60, BlockAnswer: BlockNXDomain, BlockPrivateRelay: true}
 }
 
 func (c *Config) validate() error {
@@ -86,6 +88,7 @@ type Server struct {
 	filter   *categories.Filter
 	log      *slog.Logger
 	metrics  *Metrics
+	recorder Recorder
 	fwd      *Forwarder
 	cache    *Cache
 	limiter  *rateLimiter
@@ -96,8 +99,9 @@ type Server struct {
 	servers []*dns.Server
 }
 
-// New returns a server deciding with filter's current snapshot.
-func New(cfg Config, filter *categories.Filter, metrics *Metrics, log *slog.Logger) (*Server, error) {
+// New returns a server deciding with filter's current snapshot and handing
+// every blocked attempt to recorder.
+func New(cfg Config, filter *categories.Filter, metrics *Metrics, recorder Recorder, log *slog.Logger) (*Server, error) {
 	def := DefaultConfig()
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = def.MaxInFlight
@@ -124,6 +128,7 @@ func New(cfg Config, filter *categories.Filter, metrics *Metrics, log *slog.Logg
 		filter:   filter,
 		log:      log,
 		metrics:  metrics,
+		recorder: recorder,
 		fwd:      fwd,
 		cache:    NewCache(cfg.Cache, time.Now),
 		inflight: make(chan struct{}, cfg.MaxInFlight),
@@ -242,12 +247,22 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 			s.reply(w, r, fail(r, dns.RcodeFormatError, 0, ""))
 			return
 		}
+		if m, ok := s.canary(r, host); ok {
+			s.metrics.query(group, ResultBlocked)
+			s.reply(w, r, m)
+			return
+		}
 		v := snap.Decide(group, host, "", start)
 		s.metrics.decision.Observe(s.now().Sub(start).Seconds())
 		if v.Action == categories.Block {
-			s.metrics.query(group, ResultBlocked)
-			s.metrics.blocked(v)
-			s.reply(w, r, s.blocked(r, group, v))
+			s.block(w, r, addr, group, host, v)
+			return
+		}
+		safe, youtube := snap.SearchSettings(group)
+		if target, ok := safeSearchTarget(host, safe, youtube); ok {
+			resp := s.rewrite(r, target)
+			s.metrics.query(group, resultOf(resp))
+			s.reply(w, r, resp)
 			return
 		}
 	}
@@ -264,13 +279,75 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	}
 	// CNAME cloaking: an allowed name whose answer leads to a blocked one.
 	if v, blocked := s.checkAnswer(snap, group, resp, start); blocked {
-		s.metrics.query(group, ResultBlocked)
-		s.metrics.blocked(v)
-		s.reply(w, r, s.blocked(r, group, v))
+		host, _ := categories.NormalizeHost(q.Name)
+		s.block(w, r, addr, group, host, v)
 		return
 	}
 	s.metrics.query(group, ResultAllowed)
 	s.reply(w, r, resp)
+}
+
+// block answers a blocked query and hands the attempt to the recorder,
+// which never makes the client wait.
+func (s *Server) block(w dns.ResponseWriter, r *dns.Msg, addr netip.Addr, group, host string, v categories.Verdict) {
+	s.metrics.query(group, ResultBlocked)
+	s.metrics.blocked(v)
+	s.reply(w, r, s.blocked(r, group, v))
+	a := Attempt{Time: s.now(), Client: addr, Group: group, Host: host, Rule: v.Rule.String(), Channel: "dns"}
+	if v.Category != nil {
+		a.Category, a.Severity = v.Category.Slug, v.Category.Severity.String()
+	}
+	s.recorder.Record(a)
+	s.metrics.recorded.Inc()
+}
+
+// canary answers the names browsers and devices use to ask the network
+// whether they may bypass its resolver: the answer is always no.
+func (s *Server) canary(r *dns.Msg, host string) (*dns.Msg, bool) {
+	switch {
+	case host == canaryFirefoxDoH || (s.cfg.BlockPrivateRelay && privateRelayCanaries[host]):
+		m := fail(r, dns.RcodeNameError, dns.ExtendedErrorCodeFiltered, "hedgerow: use this network's resolver")
+		return m, true
+	case host == canaryDDR || strings.HasSuffix(host, "."+canaryDDR):
+		return fail(r, dns.RcodeSuccess, dns.ExtendedErrorCodeFiltered, "hedgerow: no designated resolvers"), true
+	}
+	return nil, false
+}
+
+// rewrite answers a search engine or YouTube name with the provider's
+// safe-search name (a CNAME), chased through the upstream for A and AAAA so
+// no address is hard-coded; other types get the CNAME alone, so HTTPS
+// records cannot hint at the unrestricted service.
+func (s *Server) rewrite(r *dns.Msg, target string) *dns.Msg {
+	q := r.Question[0]
+	m := new(dns.Msg)
+	m.SetReply(r)
+	m.RecursionAvailable = true
+	m.Answer = []dns.RR{&dns.CNAME{
+		Hdr:    dns.RR_Header{Name: q.Name, Rrtype: dns.TypeCNAME, Class: dns.ClassINET, Ttl: 300},
+		Target: target,
+	}}
+	if q.Qtype == dns.TypeA || q.Qtype == dns.TypeAAAA {
+		chase := r.Copy()
+		chase.Question[0].Name = target
+		resp := s.resolve(chase)
+		if resp.Rcode != dns.RcodeSuccess {
+			return fail(r, dns.RcodeServerFailure, dns.ExtendedErrorCodeNoReachableAuthority, "safe-search name did not resolve")
+		}
+		m.Answer = append(m.Answer, resp.Answer...)
+	}
+	if o := r.IsEdns0(); o != nil {
+		m.SetEdns0(1232, o.Do())
+	}
+	return m
+}
+
+// resultOf classifies a forwarded reply for the metrics.
+func resultOf(m *dns.Msg) Result {
+	if m.Rcode == dns.RcodeServerFailure {
+		return ResultServFail
+	}
+	return ResultAllowed
 }
 
 // resolve answers an allowed query from the cache or the upstreams; after

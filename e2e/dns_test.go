@@ -185,6 +185,14 @@ func TestDNSFilter(t *testing.T) {
 		{"CNAME to a blocked name", []string{"-b", "127.0.0.1", "cname.example"}, "NXDOMAIN", "", "15 (Blocked): (adult)"},
 		{"ANY answered minimally", []string{"-b", "127.0.0.1", "www.example.org", "ANY"}, "NOERROR", "RFC8482", ""},
 		{"CHAOS version.bind refused", []string{"-b", "127.0.0.1", "-c", "CH", "version.bind", "TXT"}, "REFUSED", "", ""},
+		{"YouTube restricted (strict) for ks2", []string{"-b", "127.0.0.1", "www.youtube.com"}, "NOERROR", "CNAME\trestrict.youtube.com.", ""},
+		{"the restricted name is chased", []string{"-b", "127.0.0.1", "www.youtube.com"}, "NOERROR", "restrict.youtube.com.\t300\tIN\tA\t192.0.2.1", ""},
+		{"Google safe search for ks2", []string{"-b", "127.0.0.1", "www.google.co.uk", "AAAA"}, "NOERROR", "forcesafesearch.google.com.", ""},
+		{"Bing strict for ks2", []string{"-b", "127.0.0.1", "www.bing.com"}, "NOERROR", "strict.bing.com.", ""},
+		{"staff YouTube unrestricted", []string{"-b", "127.0.0.2", "www.youtube.com"}, "NOERROR", "www.youtube.com.\t300\tIN\tA\t192.0.2.1", ""},
+		{"Firefox DoH canary", []string{"-b", "127.0.0.1", "use-application-dns.net"}, "NXDOMAIN", "", "Filtered"},
+		{"Private Relay canary", []string{"-b", "127.0.0.1", "mask.icloud.com", "AAAA"}, "NXDOMAIN", "", "Filtered"},
+		{"no designated resolvers", []string{"-b", "127.0.0.1", "_dns.resolver.arpa", "TYPE64"}, "NOERROR", "", "Filtered"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -223,6 +231,8 @@ func TestDNSFilter(t *testing.T) {
 		`hedgerow_dns_queries_total{group="none",result="refused"} 1`,
 		`hedgerow_dns_blocks_total{category="adult",severity="high"}`,
 		`hedgerow_dns_upstream_seconds_bucket`,
+		`hedgerow_dns_attempts_recorded_total`,
+		`hedgerow_incidents_dropped_total 0`,
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %s", want)

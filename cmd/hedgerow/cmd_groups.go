@@ -78,6 +78,13 @@ allowlist mode, everything not approved).`,
 						fmt.Fprintf(w, "approved:    %s\n", strings.Join(g.Approved, ", "))
 					}
 				}
+				if g.Name != categories.SchoolGroup {
+					yt := g.YouTube
+					if yt == "" {
+						yt = "off"
+					}
+					fmt.Fprintf(w, "safe search: %v (YouTube restricted mode: %s)\n", g.SafeSearch, yt)
+				}
 				fmt.Fprintf(w, "allow:       %s\ndeny:        %s\n", strings.Join(g.Allow, ", "), strings.Join(g.Deny, ", "))
 				for i, sc := range g.Schedules {
 					fmt.Fprintf(w, "schedule %d:  %s %s-%s allow [%s] block [%s]\n", i+1, strings.Join(sc.Days, ","), sc.From, sc.To,
@@ -301,6 +308,39 @@ allowlist mode, everything not approved).`,
 	}
 	approveCmd.Flags().StringVar(&reason, "reason", "", "why (required, audited)")
 
+	var youtube string
+	safeCmd := &cobra.Command{
+		Use:   "safesearch GROUP on|off [--youtube strict|moderate|off] --reason TEXT",
+		Short: "Enforce Google, Bing and DuckDuckGo safe search for a group, and set its YouTube restricted mode",
+		Example: `  hedgerow groups safesearch ks3-ks4 on --youtube moderate --reason "YouTube in lessons"
+  hedgerow groups safesearch staff off --youtube off --reason "staff need unrestricted YouTube"`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name := args[0]
+			var on bool
+			switch args[1] {
+			case "on":
+				on = true
+			case "off":
+			default:
+				return fmt.Errorf("groups safesearch %s: %q: want on or off", name, args[1])
+			}
+			return a.policyChange("groups safesearch "+strings.Join(args, " ")+" --youtube "+youtube, reason, func(p *categories.Policy) (string, error) {
+				g, err := findGroup(p, name)
+				if err != nil || name == categories.SchoolGroup {
+					return "", fmt.Errorf("no group %q", name)
+				}
+				g.SafeSearch = on
+				if cmd.Flags().Changed("youtube") {
+					g.YouTube = strings.TrimSuffix(youtube, "off")
+				}
+				return name, nil
+			})
+		},
+	}
+	safeCmd.Flags().StringVar(&youtube, "youtube", "", "YouTube restricted mode: strict, moderate or off (unchanged if not given)")
+	safeCmd.Flags().StringVar(&reason, "reason", "", "why (required, audited)")
+
 	var days, from, to, allowCats, blockCats string
 	var clearSchedules bool
 	scheduleCmd := &cobra.Command{
@@ -339,7 +379,7 @@ allowlist mode, everything not approved).`,
 	scheduleCmd.Flags().StringVar(&reason, "reason", "", "why (required, audited)")
 
 	cmd.AddCommand(list, show, add, remove, blockCmd(true), blockCmd(false), overrideCmd(true), overrideCmd(false),
-		modeCmd, approveCmd, scheduleCmd)
+		modeCmd, approveCmd, safeCmd, scheduleCmd)
 	return cmd
 }
 

@@ -112,7 +112,16 @@ func (a *app) serve(ctx context.Context, cfg Config) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	srv, err := dnsfilter.New(dnsCfg, filter, dnsfilter.NewMetrics(reg, a.tax), a.log)
+	metrics := dnsfilter.NewMetrics(reg, a.tax)
+	// Until the durable incident writer lands, blocked attempts are kept in
+	// a bounded ring; anything it has to overwrite is counted and logged.
+	recorder := dnsfilter.NewMemoryRecorder(100_000, func(total uint64) {
+		metrics.IncidentsDropped.Inc()
+		if total == 1 || total%10_000 == 0 {
+			a.log.Warn("incident recorder full: oldest attempts overwritten", "dropped_total", total)
+		}
+	})
+	srv, err := dnsfilter.New(dnsCfg, filter, metrics, recorder, a.log)
 	if err != nil {
 		return err
 	}

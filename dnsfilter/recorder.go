@@ -1,0 +1,82 @@
+package dnsfilter
+
+import (
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Attempt is a blocked query worth a human look: the raw material of a
+// safeguarding incident.
+type Attempt struct {
+	Time     time.Time
+	Client   netip.Addr
+	Group    string
+	Host     string
+	Category string // slug
+	Severity string
+	Rule     string
+	Channel  string // "dns"
+}
+
+// Recorder takes attempts from the hot path. Record must never wait on
+// storage: the incidents store batches them behind this interface.
+type Recorder interface {
+	Record(Attempt)
+}
+
+// MemoryRecorder keeps the most recent attempts in a bounded ring, until the
+// durable incident writer replaces it. When the ring is full the oldest
+// attempt is overwritten and counted, never lost silently.
+type MemoryRecorder struct {
+	mu      sync.Mutex
+	ring    []Attempt
+	next    int
+	full    bool
+	dropped atomic.Uint64
+	onDrop  func(total uint64)
+}
+
+// NewMemoryRecorder returns a recorder holding up to size attempts; onDrop,
+// if not nil, is called with the running total whenever one is overwritten.
+func NewMemoryRecorder(size int, onDrop func(total uint64)) *MemoryRecorder {
+	return &MemoryRecorder{ring: make([]Attempt, max(size, 1)), onDrop: onDrop}
+}
+
+// Record stores an attempt in O(1), overwriting the oldest when full.
+func (r *MemoryRecorder) Record(a Attempt) {
+	r.mu.Lock()
+	overwrote := r.full
+	r.ring[r.next] = a
+	r.next++
+	if r.next == len(r.ring) {
+		r.next, r.full = 0, true
+	}
+	r.mu.Unlock()
+	if overwrote {
+		n := r.dropped.Add(1)
+		if r.onDrop != nil {
+			r.onDrop(n)
+		}
+	}
+}
+
+// Recent returns up to n attempts, newest first.
+func (r *MemoryRecorder) Recent(n int) []Attempt {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	size := r.next
+	if r.full {
+		size = len(r.ring)
+	}
+	n = min(n, size)
+	out := make([]Attempt, 0, n)
+	for i := 1; i <= n; i++ {
+		out = append(out, r.ring[(r.next-i+len(r.ring))%len(r.ring)])
+	}
+	return out
+}
+
+// Dropped returns how many attempts were overwritten before anyone read them.
+func (r *MemoryRecorder) Dropped() uint64 { return r.dropped.Load() }
