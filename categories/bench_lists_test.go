@@ -137,27 +137,32 @@ func BenchmarkDecideQuerymix(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	names = packed(names)
+	benchDecide(b, snap, packed(names))
+	reportMem()
+}
+
+// benchDecide decides the queries for ks2 in a loop (after logging the
+// share blocked), then reports per-call percentiles.
+func benchDecide(b *testing.B, snap *categories.Snapshot, queries []string) {
 	now := time.Now()
 	blocked := 0
-	for _, n := range names {
-		if snap.Decide("ks2", n, "", now).Action == categories.Block {
+	for _, q := range queries {
+		if snap.Decide("ks2", q, "", now).Action == categories.Block {
 			blocked++
 		}
 	}
-	b.Logf("querymix: %d names, %.1f%% blocked for ks2", len(names), 100*float64(blocked)/float64(len(names)))
+	b.Logf("%d queries, %.1f%% blocked for ks2", len(queries), 100*float64(blocked)/float64(len(queries)))
 	b.ReportAllocs()
 	b.ResetTimer()
 	i := 0
 	for b.Loop() {
-		snap.Decide("ks2", names[i], "", now)
+		snap.Decide("ks2", queries[i], "", now)
 		i++
-		if i == len(names) {
+		if i == len(queries) {
 			i = 0
 		}
 	}
-	reportPerCall(b, len(names), func(i int) { snap.Decide("ks2", names[i], "", now) })
-	reportMem()
+	reportPerCall(b, len(queries), func(i int) { snap.Decide("ks2", queries[i], "", now) })
 }
 
 // syntheticNames makes n distinct, realistic domain names: two or three
@@ -253,26 +258,7 @@ func BenchmarkDecide5M(b *testing.B) {
 	}
 	listed = nil
 	r.Shuffle(len(queries), func(i, j int) { queries[i], queries[j] = queries[j], queries[i] })
-	queries = packed(queries)
 	names = nil
-	now := time.Now()
-	blocked := 0
-	for _, q := range queries {
-		if snap.Decide("ks2", q, "", now).Action == categories.Block {
-			blocked++
-		}
-	}
-	b.Logf("%d queries, %.1f%% blocked", len(queries), 100*float64(blocked)/float64(len(queries)))
-	b.ReportAllocs()
-	b.ResetTimer()
-	i := 0
-	for b.Loop() {
-		snap.Decide("ks2", queries[i], "", now)
-		i++
-		if i == len(queries) {
-			i = 0
-		}
-	}
-	reportPerCall(b, len(queries), func(i int) { snap.Decide("ks2", queries[i], "", now) })
+	benchDecide(b, snap, packed(queries))
 	reportMem()
 }

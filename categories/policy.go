@@ -195,10 +195,10 @@ type compiledGroup struct {
 	mode       Mode
 	safeSearch bool
 	youtube    string
-	blocked   Mask
-	approved  Mask
-	overrides overrideSet
-	schedules []compiledSchedule
+	blocked    Mask
+	approved   Mask
+	overrides  overrideSet
+	schedules  []compiledSchedule
 }
 
 type compiledSchedule struct {
