@@ -295,8 +295,10 @@ func walkOverrides(o *overrideSet, host, path string) (allow, found bool, name, 
 	ip := isIPLiteral(host)
 	for i := 0; ; {
 		name := host[i:]
-		if allow, found, prefix := o.match(name, path); found {
-			return allow, true, name, prefix
+		if name != "" && o.mightHave(name) {
+			if allow, found, prefix := o.match(name, path); found {
+				return allow, true, name, prefix
+			}
 		}
 		if ip {
 			break

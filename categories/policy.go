@@ -342,6 +342,27 @@ func parseClock(s string) (int, error) {
 type overrideSet struct {
 	domains map[string]bool // host -> allow?
 	urls    map[string][]urlOverride
+	// maybe has a bit set for every host above, under a hash that costs
+	// next to nothing: most names' levels are skipped without a map lookup.
+	maybe [16]uint64
+}
+
+// quickHash is a deliberately cheap hash of a host for overrideSet.maybe.
+func quickHash(h string) uint {
+	n := uint(len(h))
+	return (n*131 + uint(h[0])*31 + uint(h[n/2])*7 + uint(h[n-1])) & 1023
+}
+
+func (o *overrideSet) mark(host string) {
+	if host != "" {
+		q := quickHash(host)
+		o.maybe[q>>6] |= 1 << (q & 63)
+	}
+}
+
+func (o *overrideSet) mightHave(host string) bool {
+	q := quickHash(host)
+	return o.maybe[q>>6]&(1<<(q&63)) != 0
 }
 
 type urlOverride struct {
@@ -356,6 +377,7 @@ func compileOverrides(allow, deny []string) (overrideSet, error) {
 		if err != nil {
 			return err
 		}
+		o.mark(t.Host)
 		if t.Path == "" {
 			if prev, dup := o.domains[t.Host]; dup && prev != isAllow {
 				return fmt.Errorf("override %q is both allowed and denied", target)
