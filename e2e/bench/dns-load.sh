@@ -62,5 +62,22 @@ for r in $(seq 1 "$ROUNDS"); do
   read -r hq ha < <(run 5353)
   echo "round=$r bare_qps=$bq bare_avg_ms=$ba hedgerow_qps=$hq hedgerow_avg_ms=$ha ratio=$(echo "scale=3; $hq / $bq" | bc)"
 done
+# Fixed rate: per-query latency percentiles and server CPU per query.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+fixed() { # LABEL PORT PID
+  local before after
+  before=$(cpu_ticks "$3")
+  dnsperf -s 127.0.0.1 -p "$2" -d "$work/queries.txt" -l "$SECONDS_PER_RUN" -c 10 -Q 5000 -v 2>/dev/null > "$work/fixed.out" || true
+  after=$(cpu_ticks "$3")
+  awk '/^> /{print $NF*1000}' "$work/fixed.out" | sort -n > "$work/lat"
+  local n q
+  n=$(wc -l < "$work/lat")
+  q=$(awk '/Queries completed/{print $3}' "$work/fixed.out")
+  pct() { sed -n "$(( (n * $1 + 99) / 100 ))p" "$work/lat"; }
+  echo "fixed_rate=5000 server=$1 p50_ms=$(pct 50) p99_ms=$(pct 99) cpu_us_per_query=$(echo "scale=2; ($after - $before) * 10000 / $q" | bc)"
+}
+fixed bare 5300 "${pids[1]}"
+fixed hedgerow 5353 "$hpid"
+
 echo "hedgerow_rss_mb=$(( $(awk '/VmRSS/ {print $2}' /proc/$hpid/status) / 1024 ))"
 curl -s http://127.0.0.1:9154/metrics | grep -E '^hedgerow_dns_queries_total' | sort | head -20
