@@ -330,6 +330,10 @@ func TestDNSFilterLiveEdit(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	// Reading commands share the database with serve.
+	if out := mustRun(t, "", "check", "--data", data, "--group", "ks2", "live.example"); !strings.Contains(out, "allow") {
+		t.Errorf("check while serving: %s", out)
+	}
 	mustRun(t, "", "lists", "add", "live.example", "--category", "gambling", "--data", data, "--reason", "test")
 	deadline = time.Now().Add(20 * time.Second)
 	for {

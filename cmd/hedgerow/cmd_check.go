@@ -68,7 +68,7 @@ replace them with the school's own subnets.`,
 		Use: "list", Short: "List the mappings", Args: cobra.NoArgs,
 		Example: "  hedgerow clients list --json",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.withStore(func(s *store.Store) error {
+			return a.readStore(func(s *store.Store) error {
 				p, err := s.Policy()
 				if err != nil {
 					return err
@@ -124,7 +124,7 @@ with --json). Bad input lines get action "error" and the exit status is 1.`,
 				return fmt.Errorf("check: give exactly one of --group GROUP or --client IP")
 			}
 			var snap *categories.Snapshot
-			if err := a.withStore(func(s *store.Store) error {
+			if err := a.readStore(func(s *store.Store) error {
 				var err error
 				snap, err = s.LoadSnapshot()
 				return err
@@ -236,7 +236,7 @@ func (a *app) auditCommand() *cobra.Command {
 		Use: "audit", Short: "Show the audit trail of list and policy changes, newest first", Args: cobra.NoArgs,
 		Example: "  hedgerow audit --limit 20\n  hedgerow audit --json",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.withStore(func(s *store.Store) error {
+			return a.readStore(func(s *store.Store) error {
 				recs, err := s.Audit(limit)
 				if err != nil {
 					return err

@@ -35,7 +35,7 @@ allowlist mode, everything not approved).`,
 		Use: "list", Short: "List the groups", Args: cobra.NoArgs,
 		Example: "  hedgerow groups list --json",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.withStore(func(s *store.Store) error {
+			return a.readStore(func(s *store.Store) error {
 				p, err := s.Policy()
 				if err != nil {
 					return err
@@ -58,7 +58,7 @@ allowlist mode, everything not approved).`,
 		Use: "show GROUP", Short: "Show one group's policy (or \"school\" for school-wide overrides)", Args: cobra.ExactArgs(1),
 		Example: "  hedgerow groups show ks2\n  hedgerow groups show school --json",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.withStore(func(s *store.Store) error {
+			return a.readStore(func(s *store.Store) error {
 				p, err := s.Policy()
 				if err != nil {
 					return err

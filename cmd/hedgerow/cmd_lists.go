@@ -144,7 +144,7 @@ func (a *app) listsCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.withStore(func(s *store.Store) error {
+			return a.readStore(func(s *store.Store) error {
 				found, err := s.Find(t.Host, t.Path)
 				if err != nil {
 					return err
@@ -183,7 +183,7 @@ func (a *app) listsCommand() *cobra.Command {
 		Example: "  hedgerow lists feeds --json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.withStore(func(s *store.Store) error {
+			return a.readStore(func(s *store.Store) error {
 				infos, err := s.Feeds()
 				if err != nil {
 					return err

@@ -92,10 +92,6 @@ func (a *app) serve(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	// The first open creates the database if need be; reloads only read.
-	if err := a.withStore(func(*store.Store) error { return nil }); err != nil {
-		return fmt.Errorf("serve: %w (not serving unfiltered)", err)
-	}
 	start := time.Now()
 	snap, err := a.loadSnapshot()
 	if err != nil {
@@ -207,12 +203,13 @@ func dnsConfig(cfg Config) (dnsfilter.Config, error) {
 // loadSnapshot opens the database just long enough to read the lists and
 // the policy, so the CLI can edit them while serve runs.
 func (a *app) loadSnapshot() (*categories.Snapshot, error) {
-	s, err := store.Open(a.dbPath(), a.tax, store.Options{ReadOnly: true})
-	if err != nil {
-		return nil, err
-	}
-	defer s.Close()
-	return s.LoadSnapshot()
+	var snap *categories.Snapshot
+	err := a.readStore(func(s *store.Store) error {
+		var err error
+		snap, err = s.LoadSnapshot()
+		return err
+	})
+	return snap, err
 }
 
 // reloadLoop swaps in a new snapshot when the database changes (an edit
@@ -240,6 +237,7 @@ func (a *app) reloadLoop(ctx context.Context, filter *categories.Filter) {
 		start := time.Now()
 		if err := filter.Reload(a.loadSnapshot); err != nil {
 			a.log.Error("reload failed", "err", err)
+			lastMod = time.Time{} // try again at the next tick
 			continue
 		}
 		a.log.Info("lists reloaded", "entries", filter.Current().Index().Len(), "seconds", time.Since(start).Seconds())

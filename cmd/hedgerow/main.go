@@ -156,6 +156,23 @@ func (a *app) withStore(fn func(s *store.Store) error) error {
 	return fn(s)
 }
 
+// readStore runs fn on the database opened for reading only: a shared lock,
+// so listings and checks run beside serve's reloads and each other. A missing
+// database is created first, as every command does.
+func (a *app) readStore(fn func(s *store.Store) error) error {
+	if _, err := os.Stat(a.dbPath()); errors.Is(err, os.ErrNotExist) {
+		if err := a.withStore(func(*store.Store) error { return nil }); err != nil {
+			return err
+		}
+	}
+	s, err := store.Open(a.dbPath(), a.tax, store.Options{ReadOnly: true, Now: a.now})
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	return fn(s)
+}
+
 // actor names the person behind a CLI change for the audit trail.
 func actor() string {
 	name := os.Getenv("SUDO_USER")
