@@ -4,6 +4,7 @@ import (
 	"errors"
 	"hash/maphash"
 	"math"
+	"net"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -12,10 +13,12 @@ import (
 	"github.com/miekg/dns"
 )
 
-// The answer cache of the forwarder path. It keeps packed wire bytes rather
-// than *dns.Msg values (a Msg is mutable and easily shared; Blocky caches
-// packed messages too), unpacks a fresh copy on every Get and rewrites the
-// TTLs of that copy. It is a hand-written sharded LRU: hashicorp/golang-lru's
+// The answer cache of the forwarder path. Put packs the reply (for the size
+// check, and to normalise it exactly as a round trip through the wire would)
+// and unpacks those bytes once into a private template *dns.Msg that is never
+// modified or handed out. Every Get builds a new message from the template:
+// a new header, new record slices and a new copy of every record with its TTL
+// rewritten, which is several times cheaper than unpacking bytes per hit. It is a hand-written sharded LRU: hashicorp/golang-lru's
 // expirable LRU has one TTL for the whole cache, drops entries the moment they
 // expire (no serve-stale, RFC 8767) and sits behind a single lock.
 
@@ -87,10 +90,11 @@ type cacheEntry struct {
 	key        Key
 	prev, next *cacheEntry
 
-	// wire is the packed reply (ID 0, no OPT or TSIG), nil for an entry that
-	// only remembers a failure. It is never modified once stored, so it may be
+	// tmpl is the reply as unpacked from its packed form (ID 0, no OPT or
+	// TSIG), nil for an entry that only remembers a failure. Neither it nor
+	// its records are ever modified or handed out once stored, so it may be
 	// read outside the lock.
-	wire   []byte
+	tmpl   *dns.Msg
 	stored time.Time
 	ttl    uint32 // seconds the reply is fresh after stored
 	lo, hi uint32 // every record's TTL is clamped to [lo, hi] before the elapsed time is taken off
@@ -191,7 +195,7 @@ func KeyOf(q *dns.Msg) (Key, bool) {
 // reply is not modified.
 func (c *Cache) Put(k Key, reply *dns.Msg) {
 	k.Name = lowerASCII(k.Name)
-	wire, ttl, lo, hi, ok := c.prepare(k, reply)
+	tmpl, ttl, lo, hi, ok := c.prepare(k, reply)
 	if !ok {
 		return
 	}
@@ -199,7 +203,7 @@ func (c *Cache) Put(k Key, reply *dns.Msg) {
 	s := c.shard(k)
 	s.mu.Lock()
 	e := s.entry(k, now, c)
-	e.wire, e.stored, e.ttl, e.lo, e.hi = wire, now, ttl, lo, hi
+	e.tmpl, e.stored, e.ttl, e.lo, e.hi = tmpl, now, ttl, lo, hi
 	e.failUntil = time.Time{}
 	s.mu.Unlock()
 }
@@ -251,7 +255,7 @@ func (c *Cache) Get(k Key, q *dns.Msg) (reply *dns.Msg, fresh, failed, ok bool) 
 		return nil, false, false, false
 	}
 	usable := false
-	if e.wire != nil {
+	if e.tmpl != nil {
 		expiry := e.stored.Add(time.Duration(e.ttl) * time.Second)
 		switch {
 		case now.Before(expiry):
@@ -259,7 +263,7 @@ func (c *Cache) Get(k Key, q *dns.Msg) (reply *dns.Msg, fresh, failed, ok bool) 
 		case c.staleFor > 0 && now.Before(expiry.Add(c.staleFor)):
 			usable = true
 		default:
-			e.wire = nil // beyond StaleFor: let the bytes go
+			e.tmpl = nil // beyond StaleFor: let the answer go
 		}
 	}
 	failed = !fresh && now.Before(e.failUntil)
@@ -270,49 +274,167 @@ func (c *Cache) Get(k Key, q *dns.Msg) (reply *dns.Msg, fresh, failed, ok bool) 
 		return nil, false, false, false
 	}
 	s.toFront(e)
-	wire, stored, lo, hi := e.wire, e.stored, e.lo, e.hi
+	tmpl, stored, lo, hi := e.tmpl, e.stored, e.lo, e.hi
 	s.mu.Unlock()
 
 	if !usable {
 		s.misses.Add(1)
 		return nil, false, true, false
 	}
-	m, err := unpackReply(wire)
-	if err != nil {
-		// Cannot happen for bytes that Pack produced, but never serve them.
-		s.mu.Lock()
-		if s.m[k] == e && e.stored.Equal(stored) {
-			s.remove(e)
-		}
-		s.mu.Unlock()
-		s.misses.Add(1)
-		return nil, false, failed, false
-	}
+	var ttl ttlRewrite
 	if fresh {
-		elapsed := uint32(0)
+		ttl.lo, ttl.hi = lo, hi
 		if d := now.Sub(stored); d > 0 {
-			elapsed = uint32(min(d/time.Second, maxTTLSeconds))
+			ttl.elapsed = uint32(min(d/time.Second, maxTTLSeconds))
 		}
-		adjustTTLs(m, func(t uint32) uint32 {
-			t = min(max(t, lo), hi)
-			if t <= elapsed {
-				return 0
-			}
-			return t - elapsed
-		})
-		s.hits.Add(1)
 	} else {
-		adjustTTLs(m, func(uint32) uint32 { return c.staleTTL })
-		s.stale.Add(1)
+		ttl.stale, ttl.staleTTL = true, c.staleTTL
 	}
+	m := new(dns.Msg)
+	m.MsgHdr = tmpl.MsgHdr
+	m.Compress = tmpl.Compress
 	if q != nil {
 		m.Id = q.Id
 		m.RecursionDesired = q.RecursionDesired
-		if len(q.Question) > 0 {
-			m.Question = []dns.Question{q.Question[0]}
-		}
+	}
+	if q != nil && len(q.Question) > 0 {
+		m.Question = []dns.Question{q.Question[0]}
+	} else {
+		m.Question = slices.Clone(tmpl.Question)
+	}
+	copyRecords(m, tmpl, &ttl)
+	if fresh {
+		s.hits.Add(1)
+	} else {
+		s.stale.Add(1)
 	}
 	return m, fresh, failed, true
+}
+
+// ttlRewrite gives the TTL of a record served from the cache.
+type ttlRewrite struct {
+	lo, hi, elapsed uint32 // fresh: clamp to [lo, hi], then take off elapsed (not below 0)
+	stale           bool   // stale: every TTL is staleTTL
+	staleTTL        uint32
+}
+
+func (r *ttlRewrite) ttl(t uint32) uint32 {
+	if r.stale {
+		return r.staleTTL
+	}
+	t = min(max(ttlValue(t), r.lo), r.hi)
+	if t <= r.elapsed {
+		return 0
+	}
+	return t - r.elapsed
+}
+
+// Records of the common types are copied by hand, with the address bytes of
+// A and AAAA records in the same allocation as the record.
+type (
+	aBox struct {
+		rr dns.A
+		ip [net.IPv4len]byte
+	}
+	aaaaBox struct {
+		rr dns.AAAA
+		ip [net.IPv6len]byte
+	}
+)
+
+// copyRecords fills m's record sections with copies of tmpl's records, TTLs
+// rewritten. The copies share nothing mutable with tmpl (names and other
+// strings are immutable), and the three sections share one backing array
+// whose parts are capped, so that appending to one section never overwrites
+// another.
+func copyRecords(m, tmpl *dns.Msg, ttl *ttlRewrite) {
+	na, nn, nx := len(tmpl.Answer), len(tmpl.Ns), len(tmpl.Extra)
+	if na+nn+nx == 0 {
+		return
+	}
+	var nA, nAAAA int
+	for _, sec := range [3][]dns.RR{tmpl.Answer, tmpl.Ns, tmpl.Extra} {
+		for _, rr := range sec {
+			switch rr := rr.(type) {
+			case *dns.A:
+				if len(rr.A) == net.IPv4len {
+					nA++
+				}
+			case *dns.AAAA:
+				if len(rr.AAAA) == net.IPv6len {
+					nAAAA++
+				}
+			}
+		}
+	}
+	var as []aBox
+	var aaaas []aaaaBox
+	if nA > 0 {
+		as = make([]aBox, nA)
+	}
+	if nAAAA > 0 {
+		aaaas = make([]aaaaBox, nAAAA)
+	}
+	all := make([]dns.RR, na+nn+nx)
+	cp := func(dst, src []dns.RR) {
+		for i, rr := range src {
+			var c dns.RR
+			switch rr := rr.(type) {
+			case *dns.A:
+				if len(rr.A) == net.IPv4len {
+					b := &as[0]
+					as = as[1:]
+					b.rr.Hdr = rr.Hdr
+					copy(b.ip[:], rr.A)
+					b.rr.A = b.ip[:]
+					c = &b.rr
+				}
+			case *dns.AAAA:
+				if len(rr.AAAA) == net.IPv6len {
+					b := &aaaas[0]
+					aaaas = aaaas[1:]
+					b.rr.Hdr = rr.Hdr
+					copy(b.ip[:], rr.AAAA)
+					b.rr.AAAA = b.ip[:]
+					c = &b.rr
+				}
+			// No slices or pointers in these: a value copy is a deep copy.
+			case *dns.CNAME:
+				v := *rr
+				c = &v
+			case *dns.NS:
+				v := *rr
+				c = &v
+			case *dns.PTR:
+				v := *rr
+				c = &v
+			case *dns.MX:
+				v := *rr
+				c = &v
+			case *dns.SOA:
+				v := *rr
+				c = &v
+			}
+			if c == nil {
+				c = dns.Copy(rr)
+			}
+			h := c.Header()
+			h.Ttl = ttl.ttl(h.Ttl)
+			dst[i] = c
+		}
+	}
+	if tmpl.Answer != nil {
+		m.Answer = all[:na:na]
+		cp(m.Answer, tmpl.Answer)
+	}
+	if tmpl.Ns != nil {
+		m.Ns = all[na : na+nn : na+nn]
+		cp(m.Ns, tmpl.Ns)
+	}
+	if tmpl.Extra != nil {
+		m.Extra = all[na+nn:]
+		cp(m.Extra, tmpl.Extra)
+	}
 }
 
 // Len returns the number of entries, including stale answers and cached
@@ -341,13 +463,14 @@ func (c *Cache) Stats() CacheStats {
 	return st
 }
 
-// prepare checks that reply may be cached for k and packs it.
-func (c *Cache) prepare(k Key, reply *dns.Msg) (wire []byte, ttl, lo, hi uint32, ok bool) {
+// prepare checks that reply may be cached for k, packs it and unpacks the
+// bytes into the template that Get copies.
+func (c *Cache) prepare(k Key, reply *dns.Msg) (tmpl *dns.Msg, ttl, lo, hi uint32, ok bool) {
 	defer func() {
 		// A message built by hand (a typed nil RR, odd rdata) must not take
 		// the resolver down; it is simply not cached.
 		if recover() != nil {
-			wire, ok = nil, false
+			tmpl, ok = nil, false
 		}
 	}()
 	if reply == nil || !reply.Response || reply.Opcode != dns.OpcodeQuery || reply.Truncated ||
@@ -412,7 +535,11 @@ func (c *Cache) prepare(k Key, reply *dns.Msg) (wire []byte, ttl, lo, hi uint32,
 	if err != nil || len(packed) > maxCachedReply {
 		return nil, 0, 0, 0, false
 	}
-	return slices.Clone(packed), ttl, lo, hi, true // Clone: Pack's buffer is sized for the uncompressed message
+	tmpl, err = unpackReply(packed)
+	if err != nil {
+		return nil, 0, 0, 0, false // cannot happen for bytes that Pack produced
+	}
+	return tmpl, ttl, lo, hi, true
 }
 
 // unpackReply unpacks bytes that prepare packed.
@@ -461,7 +588,7 @@ func (c *Cache) dead(e *cacheEntry, now time.Time) bool {
 	if now.Before(e.failUntil) {
 		return false
 	}
-	if e.wire == nil {
+	if e.tmpl == nil {
 		return true
 	}
 	return !now.Before(e.stored.Add(time.Duration(e.ttl)*time.Second + c.staleFor))
@@ -488,16 +615,6 @@ func (c *Cache) shard(k Key) *cacheShard {
 	}
 	h := maphash.String(c.seed, k.Name) ^ uint64(k.Qtype)*0x9e3779b97f4a7c15
 	return &c.shards[(h^h>>32)&c.mask]
-}
-
-// adjustTTLs sets every record's TTL to f(its TTL).
-func adjustTTLs(m *dns.Msg, f func(uint32) uint32) {
-	for _, sec := range [][]dns.RR{m.Answer, m.Ns, m.Extra} {
-		for _, rr := range sec {
-			h := rr.Header()
-			h.Ttl = f(ttlValue(h.Ttl))
-		}
-	}
 }
 
 // answers reports whether the answer section holds a record of type qtype

@@ -831,3 +831,115 @@ func BenchmarkCachePut(b *testing.B) {
 		b.Fatal("nothing cached")
 	}
 }
+
+// mixedReply answers q with records of the hand-copied types and of others
+// (TXT, HINFO: dns.Copy) in every section, and an OPT record.
+func mixedReply(q *dns.Msg) *dns.Msg {
+	name := q.Question[0].Name
+	hdr := func(t uint16, ttl uint32) dns.RR_Header {
+		return dns.RR_Header{Name: name, Rrtype: t, Class: dns.ClassINET, Ttl: ttl}
+	}
+	m := aReply(q, 300, 200)
+	m.Answer = append([]dns.RR{&dns.CNAME{Hdr: hdr(dns.TypeCNAME, 400), Target: "Alias.Example."}}, m.Answer...)
+	m.Answer = append(m.Answer,
+		&dns.AAAA{Hdr: hdr(dns.TypeAAAA, 250), AAAA: net.ParseIP("2001:db8::1")},
+		&dns.TXT{Hdr: hdr(dns.TypeTXT, 500), Txt: []string{"v=spf1 -all", "x"}},
+		&dns.MX{Hdr: hdr(dns.TypeMX, 600), Preference: 10, Mx: "mx.example."},
+		&dns.PTR{Hdr: hdr(dns.TypePTR, 0x80000000), Ptr: "p.example."},
+	)
+	m.Ns = []dns.RR{
+		&dns.NS{Hdr: hdr(dns.TypeNS, 3600), Ns: "ns1.example."},
+		soa("example.", 900, 60),
+	}
+	m.Extra = []dns.RR{
+		&dns.A{Hdr: dns.RR_Header{Name: "ns1.example.", Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 3600}, A: net.IPv4(198, 51, 100, 1).To4()},
+		&dns.AAAA{Hdr: dns.RR_Header{Name: "ns1.example.", Rrtype: dns.TypeAAAA, Class: dns.ClassINET, Ttl: 30}, AAAA: net.ParseIP("2001:db8::53")},
+		&dns.HINFO{Hdr: hdr(dns.TypeHINFO, 100), Cpu: "c", Os: "o"},
+	}
+	m.SetEdns0(1232, true)
+	return m
+}
+
+// TestCacheCopiesMatchUnpack checks the copies Get builds against what a
+// pack/unpack round trip of the stored reply gives, fresh and stale.
+func TestCacheCopiesMatchUnpack(t *testing.T) {
+	clk := newFakeClock()
+	c := NewCache(CacheConfig{MinTTL: 10 * time.Second, MaxTTL: time.Hour, StaleTTL: 17}, clk.Now)
+	q := testQuery("Mixed.Example.", dns.TypeA)
+	k := mustKey(t, q)
+	r := mixedReply(q)
+	c.Put(k, r)
+
+	want := func(f func(uint32) uint32) string {
+		m := r.Copy()
+		m.Id, m.Authoritative = 0, false
+		m.Extra = m.Extra[:len(m.Extra)-1] // the OPT
+		b, err := m.Pack()
+		if err != nil {
+			t.Fatal(err)
+		}
+		u := new(dns.Msg)
+		if err := u.Unpack(b); err != nil {
+			t.Fatal(err)
+		}
+		for _, sec := range [][]dns.RR{u.Answer, u.Ns, u.Extra} {
+			for _, rr := range sec {
+				rr.Header().Ttl = f(ttlValue(rr.Header().Ttl))
+			}
+		}
+		u.Id = q.Id
+		u.Question = []dns.Question{q.Question[0]}
+		return u.String()
+	}
+
+	clk.Advance(5500 * time.Millisecond) // the PTR (TTL 0, so MinTTL) expires after 10 s
+	got, fresh, _, ok := c.Get(k, q)
+	if !ok || !fresh {
+		t.Fatalf("ok=%v fresh=%v", ok, fresh)
+	}
+	if w := want(func(t uint32) uint32 { return min(max(t, 10), 3600) - 5 }); got.String() != w {
+		t.Fatalf("fresh Get:\n%v\nwant\n%v", got, w)
+	}
+
+	// Mutate everything reachable in the reply, including appending to a
+	// section (which must not run into the next one).
+	for _, sec := range [][]dns.RR{got.Answer, got.Ns, got.Extra} {
+		for _, rr := range sec {
+			rr.Header().Ttl, rr.Header().Name = 1, "x."
+			switch rr := rr.(type) {
+			case *dns.A:
+				rr.A[0] = 1
+			case *dns.AAAA:
+				rr.AAAA[0] = 1
+			case *dns.TXT:
+				rr.Txt[0] = "mutated"
+			case *dns.SOA:
+				rr.Serial = 1
+			case *dns.MX:
+				rr.Mx = "m."
+			}
+		}
+	}
+	got.Answer = append(got.Answer, got.Extra[0])
+	got.Ns = append(got.Ns, got.Answer[0])
+	if len(got.Extra) != 3 || got.Extra[0].Header().Rrtype != dns.TypeA {
+		t.Fatalf("appending to a section changed the next one: %v", got.Extra)
+	}
+
+	clk.Advance(time.Hour)
+	got, fresh, _, ok = c.Get(k, q)
+	if !ok || fresh {
+		t.Fatalf("ok=%v fresh=%v", ok, fresh)
+	}
+	if w := want(func(uint32) uint32 { return 17 }); got.String() != w {
+		t.Fatalf("stale Get:\n%v\nwant\n%v", got, w)
+	}
+	got, _, _, _ = c.Get(k, nil)
+	if got.Id != 0 || len(got.Question) != 1 || got.Question[0].Name != "Mixed.Example." {
+		t.Fatalf("Get with no query:\n%v", got)
+	}
+	got.Question[0].Name = "mutated."
+	if got, _, _, _ = c.Get(k, nil); got.Question[0].Name != "Mixed.Example." {
+		t.Fatalf("Get shares the stored question: %v", got.Question)
+	}
+}
