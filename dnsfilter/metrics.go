@@ -41,6 +41,7 @@ type Metrics struct {
 	IncidentsDropped prometheus.Counter
 	noGroup          [numResults]prometheus.Counter // queries from unmapped sources
 
+	reg    prometheus.Registerer
 	mu     sync.Mutex
 	groups atomic.Pointer[map[string]*[numResults]prometheus.Counter]
 }
@@ -89,10 +90,27 @@ func NewMetrics(reg prometheus.Registerer, tax *categories.Taxonomy) *Metrics {
 	for r := range numResults {
 		m.noGroup[r] = m.queries.WithLabelValues(resultNames[r], "none")
 	}
+	m.reg = reg
 	empty := map[string]*[numResults]prometheus.Counter{}
 	m.groups.Store(&empty)
 	reg.MustRegister(m.queries, blocks, m.decision, m.upstream, m.upstreamEr, m.inflight, m.recorded, m.IncidentsDropped)
 	return m
+}
+
+// watchCache exports the cache's counters, read when Prometheus scrapes.
+func (m *Metrics) watchCache(reg prometheus.Registerer, c *Cache) {
+	counter := func(name, help string, v func(CacheStats) uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
+			func() float64 { return float64(v(c.Stats())) })
+	}
+	reg.MustRegister(
+		counter("hedgerow_dns_cache_hits_total", "Allowed queries answered fresh from the cache.", func(s CacheStats) uint64 { return s.Hits }),
+		counter("hedgerow_dns_cache_misses_total", "Allowed queries the cache could not answer.", func(s CacheStats) uint64 { return s.Misses }),
+		counter("hedgerow_dns_cache_stale_total", "Stale answers served while upstreams failed (RFC 8767).", func(s CacheStats) uint64 { return s.Stale }),
+		counter("hedgerow_dns_cache_evictions_total", "Cache entries pushed out to make room.", func(s CacheStats) uint64 { return s.Evictions }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hedgerow_dns_cache_entries", Help: "Entries in the cache."},
+			func() float64 { return float64(c.Len()) }),
+	)
 }
 
 // query counts one answered query.

@@ -137,6 +137,7 @@ func New(cfg Config, filter *categories.Filter, metrics *Metrics, recorder Recor
 	if cfg.RateLimit > 0 {
 		s.limiter = newRateLimiter(cfg.RateLimit, time.Now)
 	}
+	metrics.watchCache(metrics.reg, s.cache)
 	return s, nil
 }
 

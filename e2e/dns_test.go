@@ -76,7 +76,8 @@ func upstreamWithStop(t *testing.T) (string, func()) {
   local-zone: "." static
   local-data: "cname.example. 300 IN CNAME pornhub.com."
 `, port, port, dir)
-	for i := 1; i <= 40; i++ { // big.example: more than fits in 512 bytes
+	fmt.Fprintf(&conf, "  local-data: \"short.example. 1 IN A 192.0.2.7\"\n") // expires at once: for serve-stale
+	for i := 1; i <= 40; i++ {                                                // big.example: more than fits in 512 bytes
 		fmt.Fprintf(&conf, "  local-data: \"big.example. 300 IN A 192.0.2.%d\"\n", i)
 	}
 	for _, n := range upstreamNames {
@@ -250,10 +251,21 @@ func TestDNSFilter(t *testing.T) {
 		t.Errorf("big answer over TCP: %s with %d records, want 40", r.status, len(r.answer))
 	}
 
+	if r := dig(t, port, "-b", "127.0.0.1", "short.example"); r.status != "NOERROR" {
+		t.Fatalf("short.example: %s", r.status)
+	}
+
 	// With the upstream gone, an answer seen before still comes from the cache.
 	stopUpstream()
 	if r := dig(t, port, "-b", "127.0.0.1", "www.example.org", "A"); r.status != "NOERROR" || !strings.Contains(strings.Join(r.answer, " "), "192.0.2.1") {
 		t.Errorf("cached answer after the upstream stopped: %s %v", r.status, r.answer)
+	}
+
+	// Once its TTL has run out, an answer is served stale (RFC 8767, TTL 30)
+	// rather than SERVFAIL.
+	time.Sleep(2100 * time.Millisecond)
+	if r := dig(t, port, "-b", "127.0.0.1", "short.example"); r.status != "NOERROR" || !strings.Contains(strings.Join(r.answer, " "), "30\tIN\tA\t192.0.2.7") {
+		t.Errorf("stale answer after the upstream stopped: %s %v", r.status, r.answer)
 	}
 
 	// Metrics: queries by result and group, blocks by category.
@@ -271,6 +283,8 @@ func TestDNSFilter(t *testing.T) {
 		`hedgerow_dns_upstream_seconds_bucket`,
 		`hedgerow_dns_attempts_recorded_total`,
 		`hedgerow_incidents_dropped_total 0`,
+		`hedgerow_dns_cache_hits_total`,
+		`hedgerow_dns_cache_entries`,
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %s", want)
