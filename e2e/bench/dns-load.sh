@@ -52,15 +52,54 @@ for _ in $(seq 1 200); do
 done
 echo "lists_live_s=$(echo "$(date +%s.%N) - $start" | bc)"
 
+# The reference: Unbound (Debian) with the same lists as local zones,
+# forwarding the rest to the same instant upstream.
+unbound_bin=$(command -v unbound || echo /usr/sbin/unbound)
+if [ -x "$unbound_bin" ]; then
+  go run ./e2e/bench/listnames -lists "$LISTS" > "$work/zones.conf" 2>/dev/null
+  cat > "$work/unbound.conf" <<UB
+server:
+  interface: 127.0.0.1@5354
+  port: 5354
+  do-daemonize: no
+  use-syslog: no
+  logfile: ""
+  username: ""
+  chroot: ""
+  directory: "$work"
+  pidfile: ""
+  access-control: 127.0.0.0/8 allow
+  do-ip6: no
+  do-not-query-localhost: no
+  num-threads: 2
+  include: "$work/zones.conf"
+forward-zone:
+  name: "."
+  forward-addr: 127.0.0.1@5301
+UB
+  "$unbound_bin" -d -c "$work/unbound.conf" >/dev/null 2>&1 & pids+=($!)
+  upid=$!
+  for _ in $(seq 1 600); do
+    if dig @127.0.0.1 -p 5354 +time=1 +tries=1 pornhub.com 2>/dev/null | grep -q NXDOMAIN; then break; fi
+    sleep 0.1
+  done
+fi
+
 run() { # PORT -> "qps p50_ms p99_ms" via dnsperf, bounded by -l
   dnsperf -s 127.0.0.1 -p "$1" -d "$work/queries.txt" -l "$SECONDS_PER_RUN" -c 10 -q 100 2>/dev/null |
     awk '/Queries per second/ {q=$4} /Average Latency/ {a=$4} END {printf "%s %s\n", q, a*1000}'
 }
-run 5353 >/dev/null   # warm the cache
+run 5353 >/dev/null   # warm the caches
+[ -n "${upid:-}" ] && run 5354 >/dev/null
 for r in $(seq 1 "$ROUNDS"); do
   read -r bq ba < <(run 5300)
   read -r hq ha < <(run 5353)
-  echo "round=$r bare_qps=$bq bare_avg_ms=$ba hedgerow_qps=$hq hedgerow_avg_ms=$ha ratio=$(echo "scale=3; $hq / $bq" | bc)"
+  line="round=$r bare_qps=$bq bare_avg_ms=$ba hedgerow_qps=$hq hedgerow_avg_ms=$ha ratio=$(echo "scale=3; $hq / $bq" | bc)"
+  if [ -n "${upid:-}" ]; then
+    read -r uq ua < <(run 5354)
+    line="$line unbound_qps=$uq unbound_ratio=$(echo "scale=3; $uq / $bq" | bc)"
+  fi
+  echo "$line"
 done
 # Fixed rate: per-query latency percentiles and server CPU per query.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -80,4 +119,5 @@ fixed bare 5300 "${pids[1]}"
 fixed hedgerow 5353 "$hpid"
 
 echo "hedgerow_rss_mb=$(( $(awk '/VmRSS/ {print $2}' /proc/$hpid/status) / 1024 ))"
+[ -n "${upid:-}" ] && echo "unbound_rss_mb=$(( $(awk '/VmRSS/ {print $2}' /proc/$upid/status) / 1024 ))"
 curl -s http://127.0.0.1:9154/metrics | grep -E '^hedgerow_dns_queries_total' | sort | head -20
