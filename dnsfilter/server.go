@@ -406,21 +406,34 @@ func scrub(r, resp *dns.Msg) *dns.Msg {
 	return resp
 }
 
-// checkAnswer decides the CNAME targets and owner names in an answer, so a
-// listed site cannot hide behind an allowed alias.
+// checkAnswer decides the owner names, CNAME targets and addresses in an
+// answer, so a listed site cannot hide behind an allowed alias or a listed
+// address behind an allowed name.
 func (s *Server) checkAnswer(snap *categories.Snapshot, group string, resp *dns.Msg, now time.Time) (categories.Verdict, bool) {
 	for _, rr := range resp.Answer {
 		names := [2]string{rr.Header().Name, ""}
-		if c, ok := rr.(*dns.CNAME); ok {
-			names[1] = c.Target
+		switch rr := rr.(type) {
+		case *dns.CNAME:
+			names[1] = rr.Target
+		case *dns.A:
+			if ip, ok := netip.AddrFromSlice(rr.A); ok {
+				names[1] = ip.Unmap().String()
+			}
+		case *dns.AAAA:
+			if ip, ok := netip.AddrFromSlice(rr.AAAA); ok {
+				names[1] = ip.String()
+			}
 		}
-		for _, n := range names {
+		for i, n := range names {
 			if n == "" || n == "." {
 				continue
 			}
-			host, err := categories.NormalizeHost(n)
-			if err != nil {
-				continue
+			host := n
+			if i == 0 || rr.Header().Rrtype == dns.TypeCNAME {
+				var err error
+				if host, err = categories.NormalizeHost(n); err != nil {
+					continue
+				}
 			}
 			if v := snap.Decide(group, host, "", now); v.Action == categories.Block {
 				return v, true

@@ -76,8 +76,9 @@ func upstreamWithStop(t *testing.T) (string, func()) {
   local-zone: "." static
   local-data: "cname.example. 300 IN CNAME pornhub.com."
 `, port, port, dir)
-	fmt.Fprintf(&conf, "  local-data: \"short.example. 1 IN A 192.0.2.7\"\n") // expires at once: for serve-stale
-	for i := 1; i <= 40; i++ {                                                // big.example: more than fits in 512 bytes
+	fmt.Fprintf(&conf, "  local-data: \"short.example. 1 IN A 192.0.2.7\"\n")      // expires at once: for serve-stale
+	fmt.Fprintf(&conf, "  local-data: \"ipcloak.example. 300 IN A 192.0.2.99\"\n") // a listed address behind an allowed name
+	for i := 1; i <= 40; i++ {                                                     // big.example: more than fits in 512 bytes
 		fmt.Fprintf(&conf, "  local-data: \"big.example. 300 IN A 192.0.2.%d\"\n", i)
 	}
 	for _, n := range upstreamNames {
@@ -188,6 +189,7 @@ func TestDNSFilter(t *testing.T) {
 	mustRun(t, "", "clients", "add", "127.0.0.1", "ks2", "--data", data, "--reason", "test")
 	mustRun(t, "", "clients", "add", "127.0.0.2", "staff", "--data", data, "--reason", "test")
 	mustRun(t, "", "lists", "add", "badsite.example", "--category", "adult", "--data", data, "--reason", "test")
+	mustRun(t, "", "lists", "add", "192.0.2.99", "--category", "malware", "--data", data, "--reason", "test")
 
 	up, stopUpstream := upstreamWithStop(t)
 	port, metricsURL := startServe(t, data, "--upstream", up)
@@ -214,6 +216,7 @@ func TestDNSFilter(t *testing.T) {
 		{"over TCP", []string{"-b", "127.0.0.1", "+tcp", "pornhub.com"}, "NXDOMAIN", "", "15 (Blocked)"},
 		{"allowed over TCP", []string{"-b", "127.0.0.1", "+tcp", "www.example.org"}, "NOERROR", "192.0.2.1", ""},
 		{"CNAME to a blocked name", []string{"-b", "127.0.0.1", "cname.example"}, "NXDOMAIN", "", "15 (Blocked): (adult)"},
+		{"a listed address behind an allowed name", []string{"-b", "127.0.0.1", "ipcloak.example"}, "NXDOMAIN", "", "15 (Blocked): (malware)"},
 		{"ANY answered minimally", []string{"-b", "127.0.0.1", "www.example.org", "ANY"}, "NOERROR", "RFC8482", ""},
 		{"CHAOS version.bind refused", []string{"-b", "127.0.0.1", "-c", "CH", "version.bind", "TXT"}, "REFUSED", "", ""},
 		{"YouTube restricted (strict) for ks2", []string{"-b", "127.0.0.1", "www.youtube.com"}, "NOERROR", "CNAME\trestrict.youtube.com.", ""},
