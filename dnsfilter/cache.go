@@ -400,20 +400,15 @@ func copyRecords(m, tmpl *dns.Msg, ttl *ttlRewrite) {
 				}
 			// No slices or pointers in these: a value copy is a deep copy.
 			case *dns.CNAME:
-				v := *rr
-				c = &v
+				c = valueCopy(rr)
 			case *dns.NS:
-				v := *rr
-				c = &v
+				c = valueCopy(rr)
 			case *dns.PTR:
-				v := *rr
-				c = &v
+				c = valueCopy(rr)
 			case *dns.MX:
-				v := *rr
-				c = &v
+				c = valueCopy(rr)
 			case *dns.SOA:
-				v := *rr
-				c = &v
+				c = valueCopy(rr)
 			}
 			if c == nil {
 				c = dns.Copy(rr)
@@ -691,4 +686,10 @@ func equalFoldASCII(a, b string) bool {
 		}
 	}
 	return true
+}
+
+// valueCopy copies a record that holds no slices or pointers.
+func valueCopy[T any](rr *T) *T {
+	c := *rr
+	return &c
 }
