@@ -181,6 +181,33 @@ func (s *Snapshot) SearchSettings(group string) (safeSearch bool, youtube string
 	return true, YouTubeStrict // an unknown group gets the strictest; Decide blocks it anyway
 }
 
+// ProxySettings are a group's settings for the HTTP(S) proxy.
+type ProxySettings struct {
+	Intercept       bool // decrypt HTTPS for hosts that need it
+	Login           bool // proxy authentication required
+	MonitorSearches bool // record every search term
+}
+
+// ProxySettings returns a group's proxy settings; an unknown group gets the
+// zero settings (Decide blocks everything for it anyway).
+func (s *Snapshot) ProxySettings(group string) ProxySettings {
+	if g := s.group(group); g != nil {
+		return g.proxy
+	}
+	return ProxySettings{}
+}
+
+// HasPathRules reports whether a host, or a domain above it, has URL entries
+// in the lists or URL overrides in the group's or the school's policy: the
+// proxy must see the whole URL of such a host to decide, so it intercepts it.
+func (s *Snapshot) HasPathRules(group, host string) bool {
+	if s.index.hasURLRules(host) || s.school.hasURLs(host) {
+		return true
+	}
+	g := s.group(group)
+	return g != nil && g.overrides.hasURLs(host)
+}
+
 // GroupFor returns the group of a client address; ok is false for addresses
 // in no mapped range, which the servers refuse.
 func (s *Snapshot) GroupFor(addr netip.Addr) (group string, ok bool) {

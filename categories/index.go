@@ -268,6 +268,26 @@ func (c *Classification) add(cats, locked Mask, entry, path string, s entrySet, 
 	return cats | s.cats, locked | s.locked
 }
 
+// hasURLRules reports whether host or a domain above it has URL entries.
+func (x *Index) hasURLRules(host string) bool {
+	return len(x.urls) > 0 && anyLevel(host, func(name string) bool { _, ok := x.urls[name]; return ok })
+}
+
+// anyLevel reports whether f holds for host or any domain above it.
+func anyLevel(host string, f func(name string) bool) bool {
+	for name := host; name != ""; {
+		if f(name) {
+			return true
+		}
+		i := strings.IndexByte(name, '.')
+		if i < 0 {
+			return false
+		}
+		name = name[i+1:]
+	}
+	return false
+}
+
 // pathHasPrefix reports whether a URL entry's path prefix covers path: the
 // prefix must end at a path-segment boundary, so "/bar" covers "/bar" and
 // "/bar/x" but not "/barbara".

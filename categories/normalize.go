@@ -674,3 +674,8 @@ func normQuery(q string) string {
 	}
 	return string(b)
 }
+
+// NormalizePath canonicalises the escaped path of an http(s) URL (without
+// query or fragment) the way Normalize does, for servers that have already
+// split the URL: the proxy decides on the path a client actually sent.
+func NormalizePath(escapedPath string) string { return normPath(escapedPath, true) }

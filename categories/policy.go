@@ -37,6 +37,11 @@ type Group struct {
 	Schedules   []Schedule `json:"schedules,omitempty"`
 	SafeSearch  bool       `json:"safe_search,omitempty"` // enforce Google, Bing and DuckDuckGo safe search
 	YouTube     string     `json:"youtube,omitempty"`     // YouTube restricted mode: "strict", "moderate" or "" (off)
+
+	// Proxy settings.
+	Intercept       bool `json:"intercept,omitempty"`        // decrypt HTTPS (with the school CA) for hosts that need it: blocked, URL rules, search
+	ProxyLogin      bool `json:"proxy_login,omitempty"`      // the proxy asks for a user name and password; the user's group then decides
+	MonitorSearches bool `json:"monitor_searches,omitempty"` // record every search term seen, not only blocked searches
 }
 
 // YouTube restricted modes.
@@ -195,6 +200,7 @@ type compiledGroup struct {
 	mode       Mode
 	safeSearch bool
 	youtube    string
+	proxy      ProxySettings
 	blocked    Mask
 	approved   Mask
 	overrides  overrideSet
@@ -209,7 +215,8 @@ type compiledSchedule struct {
 }
 
 func compileGroup(t *Taxonomy, g Group) (*compiledGroup, error) {
-	cg := &compiledGroup{name: g.Name, mode: g.Mode, safeSearch: g.SafeSearch, youtube: g.YouTube}
+	cg := &compiledGroup{name: g.Name, mode: g.Mode, safeSearch: g.SafeSearch, youtube: g.YouTube,
+		proxy: ProxySettings{Intercept: g.Intercept, Login: g.ProxyLogin, MonitorSearches: g.MonitorSearches}}
 	var err error
 	switch g.Mode {
 	case ModeFilter, ModeAllowlist:
@@ -454,6 +461,11 @@ func (o *overrideSet) match(name, path string) (allow, found bool, prefix string
 }
 
 // empty reports whether the set has no overrides, to skip the walk.
+// hasURLs reports whether host or a domain above it has URL overrides.
+func (o *overrideSet) hasURLs(host string) bool {
+	return len(o.urls) > 0 && anyLevel(host, func(name string) bool { _, ok := o.urls[name]; return ok })
+}
+
 func (o *overrideSet) empty() bool { return len(o.domains) == 0 && len(o.urls) == 0 }
 
 // clientMap finds the group of a source address, longest prefix first.

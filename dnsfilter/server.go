@@ -19,6 +19,7 @@ import (
 	"github.com/miekg/dns"
 
 	"hedgerow/categories"
+	"hedgerow/store"
 )
 
 // Block answers: how a blocked name is answered.
@@ -88,7 +89,7 @@ type Server struct {
 	filter   *categories.Filter
 	log      *slog.Logger
 	metrics  *Metrics
-	recorder Recorder
+	recorder store.Recorder
 	fwd      *Forwarder
 	cache    *Cache
 	limiter  *rateLimiter
@@ -101,7 +102,7 @@ type Server struct {
 
 // New returns a server deciding with filter's current snapshot and handing
 // every blocked attempt to recorder.
-func New(cfg Config, filter *categories.Filter, metrics *Metrics, recorder Recorder, log *slog.Logger) (*Server, error) {
+func New(cfg Config, filter *categories.Filter, metrics *Metrics, recorder store.Recorder, log *slog.Logger) (*Server, error) {
 	def := DefaultConfig()
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = def.MaxInFlight
@@ -260,7 +261,7 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 			return
 		}
 		safe, youtube := snap.SearchSettings(group)
-		if target, ok := safeSearchTarget(host, safe, youtube); ok {
+		if target, ok := categories.SafeSearchName(host, safe, youtube); ok {
 			resp := s.rewrite(r, target)
 			s.metrics.query(group, resultOf(resp))
 			s.reply(w, r, resp)
@@ -294,7 +295,8 @@ func (s *Server) block(w dns.ResponseWriter, r *dns.Msg, addr netip.Addr, group,
 	s.metrics.query(group, ResultBlocked)
 	s.metrics.blocked(v)
 	s.reply(w, r, s.blocked(r, group, v))
-	a := Attempt{Time: s.now(), Client: addr, Group: group, Host: host, Rule: v.Rule.String(), Channel: "dns"}
+	a := store.Attempt{Time: s.now(), Channel: store.ChannelDNS, Client: addr, Group: group, Host: host,
+		Rule: v.Rule.String(), Blocked: true}
 	if v.Category != nil {
 		a.Category, a.Severity = v.Category.Slug, v.Category.Severity.String()
 	}

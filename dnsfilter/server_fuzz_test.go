@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"hedgerow/categories"
+	"hedgerow/store"
 )
 
 // recordingWriter is a dns.ResponseWriter that keeps what the handler wrote.
@@ -69,7 +70,7 @@ func fuzzServer(t testing.TB) *Server {
 	cfg := DefaultConfig()
 	cfg.Upstreams = []Upstream{{Addr: pc.LocalAddr().String(), Proto: "udp"}}
 	cfg.RateLimit = 0
-	s, err := New(cfg, filter, NewMetrics(prometheus.NewRegistry(), tax), NewMemoryRecorder(16, nil), slog.New(slog.DiscardHandler))
+	s, err := New(cfg, filter, NewMetrics(prometheus.NewRegistry(), tax), store.NewMemoryRecorder(16, nil), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

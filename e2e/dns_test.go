@@ -50,6 +50,25 @@ var upstreamNames = []string{"www.example.org", "facebook.com", "www.youtube.com
 
 func upstreamWithStop(t *testing.T) (string, func()) {
 	t.Helper()
+	data := []string{
+		"cname.example. 300 IN CNAME pornhub.com.",
+		"short.example. 1 IN A 192.0.2.7",      // expires at once: for serve-stale
+		"ipcloak.example. 300 IN A 192.0.2.99", // a listed address behind an allowed name
+	}
+	for i := 1; i <= 40; i++ { // big.example: more than fits in 512 bytes
+		data = append(data, fmt.Sprintf("big.example. 300 IN A 192.0.2.%d", i))
+	}
+	for _, n := range upstreamNames {
+		data = append(data, n+". 300 IN A 192.0.2.1", n+". 300 IN AAAA 2001:db8::1")
+	}
+	return startUnbound(t, data, "www.example.org")
+}
+
+// startUnbound runs Unbound on a loopback port answering only from
+// localData (records in zone-file form); ready is a name it answers, to
+// know when it is up.
+func startUnbound(t *testing.T, localData []string, ready string) (string, func()) {
+	t.Helper()
 	bin, err := exec.LookPath("unbound")
 	if err != nil {
 		if _, err = os.Stat("/usr/sbin/unbound"); err != nil {
@@ -74,15 +93,9 @@ func upstreamWithStop(t *testing.T) (string, func()) {
   do-ip6: no
   module-config: "iterator"
   local-zone: "." static
-  local-data: "cname.example. 300 IN CNAME pornhub.com."
 `, port, port, dir)
-	fmt.Fprintf(&conf, "  local-data: \"short.example. 1 IN A 192.0.2.7\"\n")      // expires at once: for serve-stale
-	fmt.Fprintf(&conf, "  local-data: \"ipcloak.example. 300 IN A 192.0.2.99\"\n") // a listed address behind an allowed name
-	for i := 1; i <= 40; i++ {                                                     // big.example: more than fits in 512 bytes
-		fmt.Fprintf(&conf, "  local-data: \"big.example. 300 IN A 192.0.2.%d\"\n", i)
-	}
-	for _, n := range upstreamNames {
-		fmt.Fprintf(&conf, "  local-data: \"%s. 300 IN A 192.0.2.1\"\n  local-data: \"%s. 300 IN AAAA 2001:db8::1\"\n", n, n)
+	for _, rr := range localData {
+		fmt.Fprintf(&conf, "  local-data: %q\n", rr)
 	}
 	path := filepath.Join(dir, "unbound.conf")
 	if err := os.WriteFile(path, []byte(conf.String()), 0o600); err != nil {
@@ -104,7 +117,7 @@ func upstreamWithStop(t *testing.T) (string, func()) {
 	}
 	t.Cleanup(stop)
 	deadline := time.Now().Add(10 * time.Second)
-	for dig(t, port, "www.example.org").status != "NOERROR" {
+	for dig(t, port, ready).status != "NOERROR" {
 		if time.Now().After(deadline) {
 			t.Fatalf("unbound did not answer within 10s:\n%s", logs.String())
 		}
@@ -117,10 +130,26 @@ func upstreamWithStop(t *testing.T) (string, func()) {
 // answers; it returns the DNS port and the metrics URL.
 func startServe(t *testing.T, data string, extra ...string) (int, string) {
 	t.Helper()
-	port, adminPort := freePort(t), freePort(t)
+	s := startServeAll(t, data, extra...)
+	return s.dns, s.metrics
+}
+
+// served is a running hedgerow serve.
+type served struct {
+	dns     int    // DNS port
+	proxy   string // proxy address, 127.0.0.1:port
+	admin   string // admin base URL
+	metrics string // metrics URL
+}
+
+// startServeAll is startServe with every listener: DNS, the proxy and the
+// admin listener, each on a free loopback port.
+func startServeAll(t *testing.T, data string, extra ...string) served {
+	t.Helper()
+	port, adminPort, proxyPort := freePort(t), freePort(t), freePort(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	args := append([]string{"serve", "--data", data, "--dns", "127.0.0.1:" + strconv.Itoa(port),
-		"--admin", "127.0.0.1:" + strconv.Itoa(adminPort)}, extra...)
+		"--admin", "127.0.0.1:" + strconv.Itoa(adminPort), "--proxy", "127.0.0.1:" + strconv.Itoa(proxyPort)}, extra...)
 	cmd := exec.CommandContext(ctx, hedgerowBinary(t), args...)
 	var logs strings.Builder
 	cmd.Stderr = &logs
@@ -141,7 +170,8 @@ func startServe(t *testing.T, data string, extra ...string) (int, string) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return port, "http://127.0.0.1:" + strconv.Itoa(adminPort) + "/metrics"
+	admin := "http://127.0.0.1:" + strconv.Itoa(adminPort)
+	return served{dns: port, proxy: "127.0.0.1:" + strconv.Itoa(proxyPort), admin: admin, metrics: admin + "/metrics"}
 }
 
 // digResult is what the tests read from dig's output.

@@ -23,7 +23,7 @@ import (
 
 // SchemaVersion is the version this binary writes. Opening a database with a
 // newer one is refused; older ones are migrated in place.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 // magic marks a bbolt file as hedgerow's.
 const magic = "hedgerow"
@@ -39,8 +39,9 @@ var (
 	bUsers      = []byte("users")
 	bAudit      = []byte("audit")
 	bIncidents  = []byte("incidents")
+	bReports    = []byte("reports") // schema 2
 
-	allBuckets = [][]byte{bMeta, bCategories, bFeeds, bEntries, bGroups, bClients, bSettings, bUsers, bAudit, bIncidents}
+	allBuckets = [][]byte{bMeta, bCategories, bFeeds, bEntries, bGroups, bClients, bSettings, bUsers, bAudit, bIncidents, bReports}
 
 	kMagic   = []byte("magic")
 	kSchema  = []byte("schema")
@@ -235,7 +236,9 @@ func (s *Store) initialise(d Defaults) error {
 
 // migrations[v] upgrades schema v to v+1. Each runs in the same transaction
 // as the version bump, so a failed migration leaves the file as it was.
-var migrations = map[uint32]func(tx *bolt.Tx) error{}
+var migrations = map[uint32]func(tx *bolt.Tx) error{
+	1: addReportsBucket,
+}
 
 func (s *Store) migrate() error {
 	return s.db.Update(func(tx *bolt.Tx) error {

@@ -84,6 +84,7 @@ allowlist mode, everything not approved).`,
 						yt = "off"
 					}
 					fmt.Fprintf(w, "safe search: %v (YouTube restricted mode: %s)\n", g.SafeSearch, yt)
+					fmt.Fprintf(w, "proxy:       intercept HTTPS %v, login %v, monitor searches %v\n", g.Intercept, g.ProxyLogin, g.MonitorSearches)
 				}
 				fmt.Fprintf(w, "allow:       %s\ndeny:        %s\n", strings.Join(g.Allow, ", "), strings.Join(g.Deny, ", "))
 				for i, sc := range g.Schedules {
@@ -378,6 +379,70 @@ allowlist mode, everything not approved).`,
 	scheduleCmd.Flags().BoolVar(&clearSchedules, "clear", false, "remove every window of the group")
 	scheduleCmd.Flags().StringVar(&reason, "reason", "", "why (required, audited)")
 
+	var intercept, login, monitor string
+	proxyCmd := &cobra.Command{
+		Use:   "proxy GROUP [--intercept on|off] [--login on|off] [--monitor-searches on|off] --reason TEXT",
+		Short: "Set a group's proxy settings: HTTPS interception, proxy login, search monitoring",
+		Long: `proxy changes how the web proxy treats a group. Settings not given stay as they are.
+
+  --intercept         decrypt HTTPS with the school CA (hedgerow ca init; the certificate must be
+                      installed on the group's devices) for the hosts that need it: blocked ones,
+                      so pupils see the block page, hosts with URL rules, and search engines when
+                      searches are monitored. Banking, health and government are never decrypted.
+  --login             ask for a user name and password (hedgerow users); the user's group decides.
+  --monitor-searches  record every search term seen, not only blocked searches.`,
+		Example: `  hedgerow groups proxy ks3-ks4 --intercept on --reason "block page for HTTPS sites"
+  hedgerow groups proxy sixth-form --login on --reason "shared laptops: filter by student"`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name := args[0]
+			set := map[string]*bool{}
+			parse := func(flag, v string) (bool, error) {
+				switch v {
+				case "on":
+					return true, nil
+				case "off":
+					return false, nil
+				}
+				return false, fmt.Errorf("groups proxy %s: --%s %q: want on or off", name, flag, v)
+			}
+			var vals = map[string]string{"intercept": intercept, "login": login, "monitor-searches": monitor}
+			var changes []string
+			for flag, v := range vals {
+				if !cmd.Flags().Changed(flag) {
+					continue
+				}
+				on, err := parse(flag, v)
+				if err != nil {
+					return err
+				}
+				set[flag] = &on
+				changes = append(changes, "--"+flag+" "+v)
+			}
+			if len(set) == 0 {
+				return fmt.Errorf("groups proxy %s: nothing to change; give --intercept, --login or --monitor-searches", name)
+			}
+			slices.Sort(changes)
+			return a.policyChange("groups proxy "+name+" "+strings.Join(changes, " "), reason, func(p *categories.Policy) (string, error) {
+				g, err := findGroup(p, name)
+				if err != nil || name == categories.SchoolGroup {
+					return "", fmt.Errorf("no group %q", name)
+				}
+				for flag, field := range map[string]*bool{"intercept": &g.Intercept, "login": &g.ProxyLogin, "monitor-searches": &g.MonitorSearches} {
+					if v, ok := set[flag]; ok {
+						*field = *v
+					}
+				}
+				return name, nil
+			})
+		},
+	}
+	proxyCmd.Flags().StringVar(&intercept, "intercept", "", "on or off")
+	proxyCmd.Flags().StringVar(&login, "login", "", "on or off")
+	proxyCmd.Flags().StringVar(&monitor, "monitor-searches", "", "on or off")
+	proxyCmd.Flags().StringVar(&reason, "reason", "", "why (required, audited)")
+
+	cmd.AddCommand(proxyCmd)
 	cmd.AddCommand(list, show, add, remove, blockCmd(true), blockCmd(false), overrideCmd(true), overrideCmd(false),
 		modeCmd, approveCmd, safeCmd, scheduleCmd)
 	return cmd

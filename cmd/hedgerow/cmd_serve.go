@@ -21,18 +21,21 @@ import (
 
 	"hedgerow/categories"
 	"hedgerow/dnsfilter"
+	"hedgerow/proxy"
 	"hedgerow/store"
 )
 
 func (a *app) serveCommand() *cobra.Command {
-	var configFile, dnsAddr, upstreams, adminAddr string
+	var configFile, dnsAddr, upstreams, adminAddr, proxyAddr, allowDest string
 	cmd := &cobra.Command{
-		Use:   "serve [--config FILE] [--dns ADDR] [--upstream ADDR[,ADDR...]] [--admin ADDR]",
-		Short: "Run the DNS filter",
-		Long: `serve runs the DNS filter on UDP and TCP and serves Prometheus metrics on /metrics
-of the admin listener. With no flags and no config file it listens on 127.0.0.1:5353,
-creates the database with the starter policy and lists if there is none, and forwards
-allowed names to the resolvers in /etc/resolv.conf (or Quad9 when there are none).
+		Use:   "serve [--config FILE] [--dns ADDR] [--upstream ADDR[,ADDR...]] [--proxy ADDR] [--admin ADDR]",
+		Short: "Run the DNS filter and the web proxy",
+		Long: `serve runs the DNS filter on UDP and TCP, the HTTP(S) forward proxy, and serves
+Prometheus metrics on /metrics and the proxy auto-config file on /proxy.pac and /wpad.dat
+of the admin listener. With no flags and no config file it listens on 127.0.0.1:5353 (DNS)
+and 127.0.0.1:3128 (proxy), creates the database with the starter policy and lists if
+there is none, and forwards allowed names to the resolvers in /etc/resolv.conf (or Quad9
+when there are none). The proxy resolves through the same upstreams and cache.
 Settings come from the built-in defaults, then the YAML file given with --config (every
 key is documented in deploy/hedgerow.yaml), then the flags.
 
@@ -65,6 +68,15 @@ seconds (or at once on SIGHUP). SIGTERM or Ctrl-C stops it cleanly.`,
 			if flags.Changed("admin") {
 				cfg.Admin = adminAddr
 			}
+			if flags.Changed("proxy") {
+				cfg.Proxy.Listen = []string{proxyAddr}
+				if proxyAddr == "off" {
+					cfg.Proxy.Listen = nil
+				}
+			}
+			if flags.Changed("proxy-allow-dest") {
+				cfg.Proxy.AllowDest = splitList(allowDest)
+			}
 			if len(cfg.DNS.Upstreams) == 0 {
 				self := ""
 				if len(cfg.DNS.Listen) > 0 {
@@ -82,7 +94,9 @@ seconds (or at once on SIGHUP). SIGTERM or Ctrl-C stops it cleanly.`,
 	cmd.Flags().StringVar(&configFile, "config", "", "YAML configuration file (see deploy/hedgerow.yaml)")
 	cmd.Flags().StringVar(&dnsAddr, "dns", "127.0.0.1:5353", "listen address for DNS, UDP and TCP")
 	cmd.Flags().StringVar(&upstreams, "upstream", "", "upstream resolvers, comma-separated: IP[:port], tcp://IP, tls://IP#name (default: /etc/resolv.conf)")
-	cmd.Flags().StringVar(&adminAddr, "admin", "127.0.0.1:9153", "listen address for /metrics")
+	cmd.Flags().StringVar(&adminAddr, "admin", "127.0.0.1:9153", "listen address for /metrics and /proxy.pac")
+	cmd.Flags().StringVar(&proxyAddr, "proxy", "127.0.0.1:3128", `listen address for the HTTP(S) proxy, or "off"`)
+	cmd.Flags().StringVar(&allowDest, "proxy-allow-dest", "", "loopback or link-local CIDRs the proxy may connect to anyway, comma-separated (for tests); never hedgerow's own listeners")
 	return cmd
 }
 
@@ -93,7 +107,9 @@ func (a *app) serve(ctx context.Context, cfg Config) error {
 		return err
 	}
 	start := time.Now()
-	snap, err := a.loadSnapshot()
+	logins := &accountLogins{}
+	load := func() (*categories.Snapshot, error) { return a.loadState(logins) }
+	snap, err := load()
 	if err != nil {
 		return fmt.Errorf("serve: %w (not serving unfiltered)", err)
 	}
@@ -111,7 +127,7 @@ func (a *app) serve(ctx context.Context, cfg Config) error {
 	metrics := dnsfilter.NewMetrics(reg, a.tax)
 	// Until the durable incident writer lands, blocked attempts are kept in
 	// a bounded ring; anything it has to overwrite is counted and logged.
-	recorder := dnsfilter.NewMemoryRecorder(100_000, func(total uint64) {
+	recorder := store.NewMemoryRecorder(100_000, func(total uint64) {
 		metrics.IncidentsDropped.Inc()
 		if total == 1 || total%10_000 == 0 {
 			a.log.Warn("incident recorder full: oldest attempts overwritten", "dropped_total", total)
@@ -127,9 +143,16 @@ func (a *app) serve(ctx context.Context, cfg Config) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go a.reloadLoop(ctx, filter)
+	go a.reloadLoop(ctx, filter, load)
 
-	admin := &http.Server{Addr: cfg.Admin, Handler: adminMux(reg), ReadHeaderTimeout: 5 * time.Second}
+	var px *proxy.Server
+	var pac []byte
+	if len(cfg.Proxy.Listen) > 0 {
+		if px, pac, err = a.newProxy(cfg, filter, srv, logins, recorder, reg); err != nil {
+			return err
+		}
+	}
+	admin := &http.Server{Addr: cfg.Admin, Handler: adminMux(reg, pac), ReadHeaderTimeout: 5 * time.Second}
 	adminLn, err := net.Listen("tcp", cfg.Admin)
 	if err != nil {
 		return fmt.Errorf("serve: admin listener %s: %w", cfg.Admin, err)
@@ -147,11 +170,30 @@ func (a *app) serve(ctx context.Context, cfg Config) error {
 	go func() {
 		dnsErr <- srv.ListenAndServe(ctx, func() { a.log.Info("serving DNS", "listen", strings.Join(dnsCfg.Listen, ",")) })
 	}()
+	proxyErr := make(chan error, 1)
+	if px != nil {
+		go func() {
+			proxyErr <- px.ListenAndServe(ctx, func() { a.log.Info("serving the proxy", "listen", strings.Join(px.Addrs(), ",")) })
+		}()
+	}
+	// The first to stop stops the others.
 	select {
 	case err = <-dnsErr:
+		dnsErr = nil
+	case err = <-proxyErr:
+		proxyErr = nil
 	case err = <-adminErr:
-		cancel()
-		<-dnsErr
+	}
+	cancel()
+	if dnsErr != nil {
+		if e := <-dnsErr; err == nil {
+			err = e
+		}
+	}
+	if px != nil && proxyErr != nil {
+		if e := <-proxyErr; err == nil {
+			err = e
+		}
 	}
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
@@ -160,9 +202,54 @@ func (a *app) serve(ctx context.Context, cfg Config) error {
 	return err
 }
 
-// adminMux serves /metrics; the admin UI joins it in a later release.
-func adminMux(reg *prometheus.Registry) http.Handler {
+// newProxy builds the proxy beside the DNS filter: it resolves through the
+// filter's upstreams, cache and safe-search names, and records into the same
+// recorder.
+func (a *app) newProxy(cfg Config, filter *categories.Filter, dns *dnsfilter.Server, logins *accountLogins,
+	recorder store.Recorder, reg prometheus.Registerer) (*proxy.Server, []byte, error) {
+	pcfg, err := proxyConfig(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	certs, err := a.loadInterceptionCA(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	px, err := proxy.New(pcfg, proxy.Deps{
+		Filter: filter, Resolver: dns, Certs: certs, Auth: logins, Reports: storeReports{a}, Recorder: recorder,
+		Metrics: proxy.NewMetrics(reg), Log: a.log, OwnAddrs: append([]string{cfg.Admin}, cfg.DNS.Listen...),
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	pacProxy := cfg.Proxy.PACProxy
+	if pacProxy == "" {
+		pacProxy = cfg.Proxy.Listen[0]
+	}
+	var nets []netip.Prefix
+	for _, s := range cfg.Proxy.PACLocalNets {
+		p, _ := netip.ParsePrefix(s) // validated
+		nets = append(nets, p)
+	}
+	pac, err := proxy.PACFile(pacProxy, nets, cfg.Proxy.PACDirect)
+	if err != nil {
+		return nil, nil, fmt.Errorf("serve: PAC file: %w", err)
+	}
+	return px, pac, nil
+}
+
+// adminMux serves /metrics and the PAC file; the admin UI joins it in a later release.
+func adminMux(reg *prometheus.Registry, pac []byte) http.Handler {
 	mux := http.NewServeMux()
+	if pac != nil {
+		servePAC := func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", proxy.PACContentType)
+			w.Header().Set("Cache-Control", "max-age=300")
+			_, _ = w.Write(pac)
+		}
+		mux.HandleFunc("GET /proxy.pac", servePAC)
+		mux.HandleFunc("GET /wpad.dat", servePAC)
+	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		Registry: reg, MaxRequestsInFlight: 2, Timeout: 10 * time.Second}))
 	return mux
@@ -200,22 +287,29 @@ func dnsConfig(cfg Config) (dnsfilter.Config, error) {
 	return d, nil
 }
 
-// loadSnapshot opens the database just long enough to read the lists and
-// the policy, so the CLI can edit them while serve runs.
-func (a *app) loadSnapshot() (*categories.Snapshot, error) {
+// loadState opens the database just long enough to read the lists, the
+// policy and the accounts, so the CLI can edit them while serve runs.
+func (a *app) loadState(logins *accountLogins) (*categories.Snapshot, error) {
 	var snap *categories.Snapshot
+	var users []store.User
 	err := a.readStore(func(s *store.Store) error {
 		var err error
-		snap, err = s.LoadSnapshot()
+		if snap, err = s.LoadSnapshot(); err != nil {
+			return err
+		}
+		users, err = s.Users()
 		return err
 	})
+	if err == nil {
+		logins.set(users)
+	}
 	return snap, err
 }
 
 // reloadLoop swaps in a new snapshot when the database changes (an edit
 // through the CLI) or on SIGHUP. A failed reload keeps the last good lists in
 // service and is logged.
-func (a *app) reloadLoop(ctx context.Context, filter *categories.Filter) {
+func (a *app) reloadLoop(ctx context.Context, filter *categories.Filter, load func() (*categories.Snapshot, error)) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -235,7 +329,7 @@ func (a *app) reloadLoop(ctx context.Context, filter *categories.Filter) {
 			lastMod = m
 		}
 		start := time.Now()
-		if err := filter.Reload(a.loadSnapshot); err != nil {
+		if err := filter.Reload(load); err != nil {
 			a.log.Error("reload failed", "err", err)
 			lastMod = time.Time{} // try again at the next tick
 			continue

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"reflect"
@@ -19,6 +20,7 @@ import (
 
 	"hedgerow/categories"
 	"hedgerow/dnsfilter"
+	"hedgerow/proxy"
 )
 
 // Config is hedgerow serve's configuration: defaults, then the YAML file, then flags.
@@ -26,10 +28,35 @@ import (
 // The documented example is deploy/hedgerow.yaml. LoadConfig does not
 // validate: apply the flags first, then call Validate.
 type Config struct {
-	Data  string    `yaml:"data"`  // data directory (default: $HEDGEROW_DATA, else ./hedgerow-data)
-	Admin string    `yaml:"admin"` // listener for /metrics (and later the admin UI), default 127.0.0.1:9153
-	DNS   DNSConfig `yaml:"dns"`
-	Log   LogConfig `yaml:"log"`
+	Data  string      `yaml:"data"`  // data directory (default: $HEDGEROW_DATA, else ./hedgerow-data)
+	Admin string      `yaml:"admin"` // listener for /metrics (and later the admin UI), default 127.0.0.1:9153
+	DNS   DNSConfig   `yaml:"dns"`
+	Proxy ProxyConfig `yaml:"proxy"`
+	Log   LogConfig   `yaml:"log"`
+}
+
+// ProxyConfig configures the HTTP(S) forward proxy.
+type ProxyConfig struct {
+	Listen            []string `yaml:"listen"`               // IP:port; default ["127.0.0.1:3128"]; [] turns the proxy off
+	ConnectPorts      []int    `yaml:"connect_ports"`        // ports CONNECT may reach; default [443]
+	AllowDest         []string `yaml:"allow_dest"`           // loopback/link-local CIDRs the proxy may connect to anyway (tests); never hedgerow's own ports
+	MaxHeaderBytes    int      `yaml:"max_header_bytes"`     // request head limit; default 65536
+	HeaderTimeout     Duration `yaml:"header_timeout"`       // time to send a request head; default 10s
+	IdleTimeout       Duration `yaml:"idle_timeout"`         // idle keep-alive connections and tunnels close after this; default 2m
+	MaxConnsPerClient int      `yaml:"max_conns_per_client"` // connections at once per device; default 256
+	ForwardedFor      bool     `yaml:"forwarded_for"`        // add X-Forwarded-For; default false
+	// Interception (per group, off by default) needs the school CA, made
+	// with hedgerow ca init; hosts here are never decrypted.
+	CACert                   string   `yaml:"ca_cert"` // default <data>/ca.crt
+	CAKey                    string   `yaml:"ca_key"`  // default <data>/ca.key
+	DoNotIntercept           []string `yaml:"do_not_intercept"`
+	DoNotInterceptCategories []string `yaml:"do_not_intercept_categories"`
+	UpstreamCA               string   `yaml:"upstream_ca"` // extra PEM roots trusted for origins (an intranet's CA)
+	SchoolName               string   `yaml:"school_name"` // shown on the block page
+	// The PAC file on the admin listener (/proxy.pac, /wpad.dat).
+	PACProxy     string   `yaml:"pac_proxy"`      // host:port devices use to reach the proxy; default the first listen address
+	PACDirect    []string `yaml:"pac_direct"`     // hosts and domains that go direct (the intranet)
+	PACLocalNets []string `yaml:"pac_local_nets"` // CIDRs that go direct; default the private ranges
 }
 
 // DNSConfig configures the DNS filter.
@@ -108,6 +135,17 @@ func DefaultConfig() Config {
 				StaleFor:    Duration(24 * time.Hour),
 			},
 			BlockAnswer: BlockNXDomain,
+		},
+		Proxy: ProxyConfig{
+			Listen:                   []string{"127.0.0.1:3128"},
+			ConnectPorts:             []int{443},
+			MaxHeaderBytes:           64 << 10,
+			HeaderTimeout:            Duration(10 * time.Second),
+			IdleTimeout:              Duration(2 * time.Minute),
+			MaxConnsPerClient:        256,
+			DoNotIntercept:           proxy.DefaultConfig().DoNotIntercept,
+			DoNotInterceptCategories: proxy.DefaultConfig().DoNotInterceptCategories,
+			PACLocalNets:             []string{"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"},
 		},
 		Log: LogConfig{Level: "info", Format: "text"},
 	}
@@ -328,6 +366,8 @@ func (c Config) Validate() error {
 		}
 	}
 
+	errs = append(errs, c.Proxy.validate(c)...)
+
 	if !slices.Contains(logLevels, c.Log.Level) {
 		bad("log.level", "%q; want one of %s", c.Log.Level, strings.Join(logLevels, ", "))
 	}
@@ -335,6 +375,78 @@ func (c Config) Validate() error {
 		bad("log.format", "%q; want one of %s", c.Log.Format, strings.Join(logFormats, ", "))
 	}
 	return errors.Join(errs...)
+}
+
+// validate checks the proxy section; errors name the key.
+func (p ProxyConfig) validate(c Config) []error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("proxy.%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	taken := map[netip.AddrPort]string{}
+	if ap, err := netip.ParseAddrPort(c.Admin); err == nil {
+		taken[ap] = "the admin address"
+	}
+	for _, l := range c.DNS.Listen {
+		if ap, err := netip.ParseAddrPort(l); err == nil {
+			taken[ap] = "a DNS listen address" // DNS uses TCP too
+		}
+	}
+	for i, l := range p.Listen {
+		key := fmt.Sprintf("listen[%d]", i)
+		if err := checkListenAddr(l, "0.0.0.0:3128 or 10.0.0.3:3128 (an address of this server)"); err != nil {
+			bad(key, "%v", err)
+			continue
+		}
+		ap := netip.MustParseAddrPort(l)
+		if what, ok := taken[ap]; ok {
+			bad(key, "%s is also %s; they need different ports", l, what)
+		}
+		taken[ap] = "another proxy listen address"
+	}
+	for i, port := range p.ConnectPorts {
+		if port < 1 || port > 65535 {
+			bad(fmt.Sprintf("connect_ports[%d]", i), "%d; want a port from 1 to 65535, e.g. 443", port)
+		}
+	}
+	for i, cidr := range p.AllowDest {
+		if _, err := netip.ParsePrefix(cidr); err != nil {
+			bad(fmt.Sprintf("allow_dest[%d]", i), "%s; want a CIDR, e.g. 127.0.0.0/8", quoteShort(cidr))
+		}
+	}
+	for i, cidr := range p.PACLocalNets {
+		if _, err := netip.ParsePrefix(cidr); err != nil {
+			bad(fmt.Sprintf("pac_local_nets[%d]", i), "%s; want a CIDR, e.g. 10.0.0.0/8", quoteShort(cidr))
+		}
+	}
+	for key, list := range map[string][]string{"do_not_intercept": p.DoNotIntercept, "pac_direct": p.PACDirect} {
+		for i, d := range list {
+			if n, err := categories.NormalizeHost(d); err != nil || n != d {
+				bad(fmt.Sprintf("%s[%d]", key, i), "%s; want a lower-case host or domain name, e.g. intranet.school.example", quoteShort(d))
+			}
+		}
+	}
+	if _, err := categories.Builtin().MaskOf(p.DoNotInterceptCategories...); err != nil {
+		bad("do_not_intercept_categories", "%v", err)
+	}
+	if p.MaxHeaderBytes < 4096 || p.MaxHeaderBytes > 1<<20 {
+		bad("max_header_bytes", "%d; want 4096 to 1048576, e.g. 65536", p.MaxHeaderBytes)
+	}
+	if p.HeaderTimeout <= 0 || p.HeaderTimeout.D() > 5*time.Minute {
+		bad("header_timeout", "%s; want a duration above 0 and at most 5m, e.g. 10s", p.HeaderTimeout)
+	}
+	if p.IdleTimeout <= 0 {
+		bad("idle_timeout", "%s; want a duration above 0, e.g. 2m", p.IdleTimeout)
+	}
+	if p.MaxConnsPerClient <= 0 {
+		bad("max_conns_per_client", "%d; want a whole number above 0, e.g. 256", p.MaxConnsPerClient)
+	}
+	if p.PACProxy != "" {
+		if _, port, err := net.SplitHostPort(p.PACProxy); err != nil || port == "" {
+			bad("pac_proxy", "%s; want host:port as devices reach the proxy, e.g. proxy.school.example:3128", quoteShort(p.PACProxy))
+		}
+	}
+	return errs
 }
 
 // Redacted returns a deep copy safe to log: the user information of any

@@ -111,6 +111,9 @@ it is created with a starter policy and starter lists on first use.`,
 		a.clientsCommand(),
 		a.checkCommand(),
 		a.auditCommand(),
+		a.usersCommand(),
+		a.reportsCommand(),
+		a.caCommand(),
 	)
 	return root
 }

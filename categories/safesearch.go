@@ -1,11 +1,9 @@
-package dnsfilter
+package categories
 
 import (
 	"strings"
 
 	"golang.org/x/net/publicsuffix"
-
-	"hedgerow/categories"
 )
 
 // youtubeHosts are the names YouTube's restricted mode is enforced on
@@ -15,13 +13,19 @@ var youtubeHosts = map[string]bool{
 	"youtube.googleapis.com": true, "www.youtube-nocookie.com": true,
 }
 
-// safeSearchTarget returns the providers' published safe-search name that a
-// host must be answered with for a group, if any: Google's forcesafesearch
-// for www.google.* in every country, Bing's strict, DuckDuckGo's safe, and
-// YouTube's restricted modes.
-func safeSearchTarget(host string, safeSearch bool, youtube string) (string, bool) {
+// IsYouTubeHost reports whether YouTube's restricted mode applies to a
+// canonical host.
+func IsYouTubeHost(host string) bool { return youtubeHosts[host] }
+
+// SafeSearchName returns the providers' published safe-search name (fully
+// qualified, with the trailing dot) that a canonical host must resolve as for
+// a group, if any: Google's forcesafesearch for www.google.* in every
+// country, Bing's strict, DuckDuckGo's safe, and YouTube's restricted modes.
+// The DNS filter answers with it as a CNAME and the proxy dials it: one rule
+// for both, so proxied devices keep safe search.
+func SafeSearchName(host string, safeSearch bool, youtube string) (string, bool) {
 	if youtube != "" && youtubeHosts[host] {
-		if youtube == categories.YouTubeModerate {
+		if youtube == YouTubeModerate {
 			return "restrictmoderate.youtube.com.", true
 		}
 		return "restrict.youtube.com.", true
@@ -49,16 +53,3 @@ func safeSearchTarget(host string, safeSearch bool, youtube string) (string, boo
 	}
 	return "", false
 }
-
-// Canary answers that keep browsers on the school's resolver.
-const (
-	// canaryFirefoxDoH: NXDOMAIN makes Firefox keep its default DoH off.
-	canaryFirefoxDoH = "use-application-dns.net"
-	// canaryDDR: discovery of designated resolvers (RFC 9462); no answer, so
-	// clients are not upgraded to an encrypted resolver elsewhere.
-	canaryDDR = "_dns.resolver.arpa"
-)
-
-// privateRelayCanaries are Apple's iCloud Private Relay canary names: a
-// quick NXDOMAIN tells devices to turn Relay off on this network.
-var privateRelayCanaries = map[string]bool{"mask.icloud.com": true, "mask-h2.icloud.com": true}

@@ -1,4 +1,4 @@
-package dnsfilter
+package store
 
 import (
 	"net/netip"
@@ -7,21 +7,41 @@ import (
 	"time"
 )
 
-// Attempt is a blocked query worth a human look: the raw material of a
-// safeguarding incident.
+// Channels an attempt arrives on.
+const (
+	ChannelDNS   = "dns"
+	ChannelHTTP  = "http"
+	ChannelHTTPS = "https"
+)
+
+// Intents: what the proxy could tell about why a request was made.
+const (
+	IntentUnknown    = ""           // DNS, or a client that sends no Fetch metadata
+	IntentNavigate   = "navigate"   // a page the pupil asked for: a top-level navigation or a typed search
+	IntentBackground = "background" // embedded resources, adverts, search-suggestion keystrokes
+)
+
+// Attempt is a blocked request worth a human look, or a search term on a
+// group whose searches are monitored: the raw material of a safeguarding
+// incident. Empty fields were not known to the server that saw it.
 type Attempt struct {
-	Time     time.Time
-	Client   netip.Addr
-	Group    string
-	Host     string
-	Category string // slug
-	Severity string
-	Rule     string
-	Channel  string // "dns"
+	Time       time.Time
+	Channel    string // ChannelDNS, ChannelHTTP or ChannelHTTPS
+	Client     netip.Addr
+	User       string // proxy login, when there was one
+	Group      string
+	Host       string
+	URL        string // the full URL, where the proxy saw it
+	SearchTerm string // the search typed, from a search engine's URL
+	Category   string // slug of the deciding category
+	Severity   string
+	Rule       string
+	Blocked    bool   // false for a monitored search that was allowed
+	Intent     string // IntentNavigate, IntentBackground or IntentUnknown
 }
 
 // Recorder takes attempts from the hot path. Record must never wait on
-// storage: the incidents store batches them behind this interface.
+// storage: the incident writer batches them behind this interface.
 type Recorder interface {
 	Record(Attempt)
 }
