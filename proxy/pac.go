@@ -43,11 +43,8 @@ func PACFile(proxyHostPort string, localNets []netip.Prefix, direct []string) ([
 	}
 	var v4, v6 []netip.Prefix
 	for i, p := range localNets {
-		if !p.IsValid() {
+		if !p.IsValid() { // netip.PrefixFrom has already dropped any zone
 			return nil, fmt.Errorf("pac: local network %d (%v) is not a valid prefix", i+1, p)
-		}
-		if p.Addr().Zone() != "" {
-			return nil, fmt.Errorf("pac: local network %v: a zone is not allowed", p)
 		}
 		p = p.Masked()
 		if p.Addr().Is4In6() && p.Bits() >= 96 {
@@ -87,8 +84,8 @@ function FindProxyForURL(url, host) {
 	if (host === "localhost" || dnsDomainIs(host, ".localhost") || host === "::1") {
 		return "DIRECT";
 	}
-	// Only a literal address: a name such as 127.0.0.1.example.com must not
-	// match, or it would go round the filter.
+	// A literal address only: a name such as 127.evil.example can point
+	// anywhere, and matching it here would send it round the filter.
 	if (/^[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}$/.test(host) && isInNet(host, "127.0.0.0", "255.0.0.0")) {
 		return "DIRECT";
 	}
