@@ -519,6 +519,7 @@ func (c *LeafCache) mint(host string, ip netip.Addr) (*leafEntry, error) {
 		BasicConstraintsValid: true,
 	}
 	if ip.IsValid() {
+		tmpl.Subject.CommonName = ip.String()
 		tmpl.IPAddresses = []net.IP{ip.AsSlice()}
 	} else {
 		tmpl.DNSNames = []string{host}
@@ -551,12 +552,25 @@ func canonicalLeafHost(host string) (string, netip.Addr, error) {
 	if host == "" {
 		return "", netip.Addr{}, errors.New("leaf certificate: empty host name")
 	}
-	if ip, err := netip.ParseAddr(host); err == nil {
-		if ip.Zone() != "" {
+	// Only try an address parse where one is possible: a failed ParseAddr
+	// allocates its error, which would be the only allocation on a hit.
+	// Names such as "printer2" end in a digit too, so they fall through.
+	colon := strings.IndexByte(host, ':') >= 0
+	if last := host[len(host)-1]; colon || ('0' <= last && last <= '9') {
+		ip, err := netip.ParseAddr(host)
+		switch {
+		case err == nil && ip.Zone() != "":
 			return "", netip.Addr{}, fmt.Errorf("leaf certificate: %q: an IPv6 zone cannot appear in a certificate", host)
+		case err == nil && ip.Is4In6():
+			ip = ip.Unmap()
+			return ip.String(), ip, nil
+		case err == nil:
+			// host itself is the key: canonical input (the contract)
+			// then costs no allocation on a hit.
+			return host, ip, nil
+		case colon:
+			return "", netip.Addr{}, fmt.Errorf("leaf certificate: %q is neither an IP address nor a host name: %w", host, err)
 		}
-		ip = ip.Unmap()
-		return ip.String(), ip, nil
 	}
 	name := strings.TrimSuffix(strings.ToLower(host), ".")
 	if err := checkHostName(name); err != nil {
@@ -589,6 +603,12 @@ func checkHostName(name string) error {
 			}
 			return fmt.Errorf("character %q not allowed", ch)
 		}
+	}
+	// "1.2.3" is a mistyped address, not a name: no top-level domain is
+	// all digits (RFC 3696 §2).
+	tld := name[strings.LastIndexByte(name, '.')+1:]
+	if strings.Trim(tld, "0123456789") == "" {
+		return errors.New("all-numeric last label (a malformed IP address?)")
 	}
 	return nil
 }

@@ -110,9 +110,9 @@ func readClientHello(r io.Reader) (raw []byte, serverName string, err error) {
 				return raw, "", fmt.Errorf("first TLS handshake message has type %d, not ClientHello", hs[0])
 			}
 			msgLen = int(hs[1])<<16 | int(hs[2])<<8 | int(hs[3])
-			// Every byte of the message needs at least its share of
-			// record headers, so this rejects lies before reading them.
-			if handshakeHeaderLen+msgLen > maxClientHello {
+			// Refuse a message that cannot fit under the limit now,
+			// rather than after reading up to 64 KB of it.
+			if recordHeaderLen+handshakeHeaderLen+msgLen > maxClientHello {
 				return raw, "", fmt.Errorf("ClientHello of %d bytes exceeds %d", msgLen, maxClientHello)
 			}
 		}

@@ -347,8 +347,9 @@ func (s *Store) User(name string) (User, error) {
 	}
 	var u User
 	err = s.db.View(func(tx *bolt.Tx) error {
-		u, err = getUser(tx, key)
-		return err
+		var gerr error
+		u, gerr = getUser(tx, key)
+		return gerr
 	})
 	return u, err
 }
