@@ -225,6 +225,10 @@ func (a *app) newProxy(cfg Config, filter *categories.Filter, dns *dnsfilter.Ser
 	pacProxy := cfg.Proxy.PACProxy
 	if pacProxy == "" {
 		pacProxy = cfg.Proxy.Listen[0]
+		if ap, err := netip.ParseAddrPort(pacProxy); err == nil && ap.Addr().IsUnspecified() {
+			a.log.Warn("proxy.pac_proxy is not set and the proxy listens on every address: the PAC file names "+
+				pacProxy+", which devices cannot use; set proxy.pac_proxy to the address devices reach", "listen", pacProxy)
+		}
 	}
 	var nets []netip.Prefix
 	for _, s := range cfg.Proxy.PACLocalNets {
