@@ -21,6 +21,11 @@ import (
 	"hedgerow/categories"
 )
 
+
+// ErrNeedsMigration is returned by a read-only Open of a database that an
+// older hedgerow wrote (or that is empty): open it read-write once first.
+var ErrNeedsMigration = errors.New("database needs initialising or migrating; open it read-write first")
+
 // SchemaVersion is the version this binary writes. Opening a database with a
 // newer one is refused; older ones are migrated in place.
 const SchemaVersion = 2
@@ -187,7 +192,7 @@ func (s *Store) prepare(opts Options) error {
 	}
 	if opts.ReadOnly {
 		if state != "ok" {
-			return fmt.Errorf("database needs initialising or migrating; open it read-write first")
+			return ErrNeedsMigration
 		}
 		return nil
 	}

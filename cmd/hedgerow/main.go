@@ -161,7 +161,8 @@ func (a *app) withStore(fn func(s *store.Store) error) error {
 
 // readStore runs fn on the database opened for reading only: a shared lock,
 // so listings and checks run beside serve's reloads and each other. A missing
-// database is created first, as every command does.
+// database is created first, as every command does, and one an older
+// hedgerow wrote is migrated first.
 func (a *app) readStore(fn func(s *store.Store) error) error {
 	if _, err := os.Stat(a.dbPath()); errors.Is(err, os.ErrNotExist) {
 		if err := a.withStore(func(*store.Store) error { return nil }); err != nil {
@@ -169,6 +170,12 @@ func (a *app) readStore(fn func(s *store.Store) error) error {
 		}
 	}
 	s, err := store.Open(a.dbPath(), a.tax, store.Options{ReadOnly: true, Now: a.now})
+	if errors.Is(err, store.ErrNeedsMigration) {
+		if err := a.withStore(func(*store.Store) error { return nil }); err != nil {
+			return err
+		}
+		s, err = store.Open(a.dbPath(), a.tax, store.Options{ReadOnly: true, Now: a.now})
+	}
 	if err != nil {
 		return err
 	}
