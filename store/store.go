@@ -21,7 +21,6 @@ import (
 	"hedgerow/categories"
 )
 
-
 // ErrNeedsMigration is returned by a read-only Open of a database that an
 // older hedgerow wrote (or that is empty): open it read-write once first.
 var ErrNeedsMigration = errors.New("database needs initialising or migrating; open it read-write first")
