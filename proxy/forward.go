@@ -134,6 +134,9 @@ func (s *Server) block(w http.ResponseWriter, r *http.Request, cl client, channe
 	if v.Category != nil {
 		info.Category, info.CategoryDescription, info.Severity = v.Category.Name, v.Category.Description, v.Category.Severity.String()
 	}
+	// Recorded before answering: Record never waits, and the attempt then
+	// exists by the time the pupil sees the page.
+	s.recordBlock(v, cl, channel, host, info.URL, term, intent, now)
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
@@ -143,7 +146,6 @@ func (s *Server) block(w http.ResponseWriter, r *http.Request, cl client, channe
 	if err := renderBlockPage(w, info); err != nil {
 		s.d.Log.Debug("block page not written", "err", err)
 	}
-	s.recordBlock(v, cl, channel, host, r.URL.String(), term, intent, now)
 }
 
 func (s *Server) recordBlock(v categories.Verdict, cl client, channel, host, url, term, intent string, now time.Time) {

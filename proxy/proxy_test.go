@@ -3,14 +3,18 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -34,17 +38,26 @@ func (loopbackResolver) LookupNetIP(context.Context, string, string) ([]netip.Ad
 // the recorder.
 func testProxy(t testing.TB, edit func(*Config)) (string, *store.MemoryRecorder) {
 	t.Helper()
+	return testProxyWith(t, edit, nil, nil)
+}
+
+// testProxyWith is testProxy with the policy edited and interception certs.
+func testProxyWith(t testing.TB, edit func(*Config), editPolicy func(*categories.Policy), certs *LeafCache) (string, *store.MemoryRecorder) {
+	t.Helper()
 	tax := categories.Builtin()
 	b := categories.NewIndexBuilder(0)
 	adult, _ := tax.MaskOf("adult")
 	_ = b.Add("blocked.example", adult)
-	_ = b.Add("origin.example/secret", adult)
+	_ = b.Add("origin.example/secret", adult) // URL rules: a group that intercepts decrypts origin.example
 	idx, err := b.Build()
 	if err != nil {
 		t.Fatal(err)
 	}
 	pol := categories.DefaultPolicy(tax)
 	pol.Clients = []categories.ClientRule{{Prefix: netip.MustParsePrefix("127.0.0.0/8"), Group: "ks2"}}
+	if editPolicy != nil {
+		editPolicy(&pol)
+	}
 	snap, err := categories.NewSnapshot(tax, idx, pol)
 	if err != nil {
 		t.Fatal(err)
@@ -66,7 +79,7 @@ func testProxy(t testing.TB, edit func(*Config)) (string, *store.MemoryRecorder)
 		edit(&cfg)
 	}
 	rec := store.NewMemoryRecorder(1000, nil)
-	s, err := New(cfg, Deps{Filter: filter, Resolver: loopbackResolver{}, Recorder: rec,
+	s, err := New(cfg, Deps{Filter: filter, Resolver: loopbackResolver{}, Recorder: rec, Certs: certs,
 		Metrics: NewMetrics(prometheus.NewRegistry()), Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
@@ -329,6 +342,115 @@ func TestProxyLimits(t *testing.T) {
 	if n := runtime.NumGoroutine(); n > before+12 {
 		buf := make([]byte, 1<<16)
 		t.Errorf("%d goroutines left (%d before):\n%s", n, before, buf[:runtime.Stack(buf, true)])
+	}
+}
+
+// TestProxySearchTerms: a monitored group's searches are recorded with their
+// terms, a blocked search carries its term, and suggestion keystrokes are
+// told apart from searches.
+func TestProxySearchTerms(t *testing.T) {
+	origin := testOrigin(t)
+	port := strings.Split(origin, ":")[1]
+	addr, rec := testProxyWith(t, nil, func(p *categories.Policy) {
+		for i := range p.Groups {
+			if p.Groups[i].Name == "ks2" {
+				p.Groups[i].MonitorSearches = true
+				p.Groups[i].Deny = append(p.Groups[i].Deny, "www.bing.com")
+			}
+		}
+	}, nil)
+	c := proxyClient(addr)
+	get := func(u string, header ...string) int {
+		req, _ := http.NewRequest("GET", u, nil)
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := get("http://www.google.co.uk:"+port+"/search?q=how+to+be+safe+online", "Sec-Fetch-Mode", "navigate"); code != 200 {
+		t.Fatalf("monitored search: %d", code)
+	}
+	if code := get("http://www.bing.com:" + port + "/search?q=blocked+words"); code != 403 {
+		t.Fatalf("search on a denied engine: %d", code)
+	}
+	got := rec.Recent(10)
+	if len(got) != 2 {
+		t.Fatalf("recorded %+v", got)
+	}
+	blocked, monitored := got[0], got[1]
+	if !blocked.Blocked || blocked.SearchTerm != "blocked words" || blocked.Intent != store.IntentNavigate {
+		t.Errorf("blocked search recorded as %+v", blocked)
+	}
+	if monitored.Blocked || monitored.SearchTerm != "how to be safe online" || monitored.Intent != store.IntentNavigate ||
+		!strings.Contains(monitored.URL, "/search?q=how") {
+		t.Errorf("monitored search recorded as %+v", monitored)
+	}
+}
+
+// TestProxyInterceptVerifiesOrigins: an intercepted request goes upstream
+// only to an origin whose certificate verifies.
+func TestProxyInterceptVerifiesOrigins(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := CreateCA(dir+"/ca.crt", dir+"/ca.key", "test school CA", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An HTTPS origin with a certificate from another CA, listed by URL so
+	// the proxy intercepts it.
+	originCA, err := CreateCA(dir+"/o.crt", dir+"/o.key", "origin CA", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := NewLeafCache(originCA, 0, 0).Get("origin.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "secret origin") }),
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{*leaf}}, ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog: log.New(io.Discard, "", 0)} // the proxy's refused handshakes are expected
+	go func() { _ = srv.ServeTLS(ln, "", "") }()
+	t.Cleanup(func() { _ = srv.Close() })
+	port := strings.Split(ln.Addr().String(), ":")[1]
+	pn, _ := strconv.Atoi(port)
+
+	for _, trusted := range []bool{false, true} {
+		addr, _ := testProxyWith(t, func(c *Config) {
+			c.ConnectPorts = []int{pn}
+			if trusted {
+				c.UpstreamCAs = x509.NewCertPool()
+				c.UpstreamCAs.AddCert(originCA.Certificate())
+			}
+		}, func(p *categories.Policy) {
+			for i := range p.Groups {
+				p.Groups[i].Intercept = true
+			}
+		}, NewLeafCache(ca, 0, 0))
+		roots := x509.NewCertPool()
+		roots.AddCert(ca.Certificate())
+		u, _ := url.Parse("http://" + addr)
+		c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(u), TLSClientConfig: &tls.Config{RootCAs: roots}}}
+		resp, err := c.Get("https://origin.example:" + port + "/public")
+		if err != nil {
+			t.Fatalf("trusted %v: %v", trusted, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if want := map[bool]int{false: 502, true: 200}[trusted]; resp.StatusCode != want || (trusted && string(body) != "secret origin") {
+			t.Errorf("origin CA trusted %v: got %d %q, want %d", trusted, resp.StatusCode, body, want)
+		}
+		// The page itself was served under the school CA: the client verified it.
+		if resp.TLS == nil || resp.TLS.PeerCertificates[0].Issuer.CommonName != "test school CA" {
+			t.Errorf("intercepted page not under the school CA: %+v", resp.TLS)
+		}
 	}
 }
 
