@@ -104,7 +104,6 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, cl client, tunn
 	}
 	info := &reqInfo{cl: cl, channel: channel, start: now, intent: intent, term: term}
 	s.gp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), infoKey{}, info)))
-	s.d.Metrics.request(resultAllowed, cl.group)
 }
 
 // intentOf tells a page the pupil asked for from the requests a page makes
@@ -292,13 +291,16 @@ type blockedAnswer interface{ BlockVerdict() categories.Verdict }
 // failure to reach the origin into a page that says what happened (never
 // goproxy's error text, and a block page when the answer was blocked).
 func (s *Server) onResponse(resp *http.Response, ctx *goproxy.ProxyCtx) *http.Response {
+	r := ctx.Req
+	info, _ := r.Context().Value(infoKey{}).(*reqInfo)
 	if resp != nil {
+		if info != nil {
+			s.d.Metrics.request(resultAllowed, info.cl.group)
+		}
 		removeHopByHop(resp.Header, resp.StatusCode == http.StatusSwitchingProtocols)
 		return resp
 	}
-	r := ctx.Req
-	info, _ := r.Context().Value(infoKey{}).(*reqInfo)
-	status, msg := http.StatusBadGateway, "hedgerow: the website could not be reached."
+	status, msg, result := http.StatusBadGateway, "hedgerow: the website could not be reached.", resultUpstreamErr
 	var ba blockedAnswer
 	var dnsErr *net.DNSError
 	switch err := ctx.Error; {
@@ -306,16 +308,16 @@ func (s *Server) onResponse(resp *http.Response, ctx *goproxy.ProxyCtx) *http.Re
 		v := ba.BlockVerdict()
 		s.d.Metrics.blocked(v, info.channel)
 		s.recordBlock(v, info.cl, info.channel, r.URL.Hostname(), r.URL.String(), info.term, info.intent, s.now())
-		status, msg = http.StatusForbidden, "hedgerow: blocked. "+v.Reason()
+		status, msg, result = http.StatusForbidden, "hedgerow: blocked. "+v.Reason(), resultBlocked
 	case errors.Is(err, errForbiddenDest):
-		status, msg = http.StatusForbidden, "hedgerow: this address cannot be reached through the proxy."
+		status, msg, result = http.StatusForbidden, "hedgerow: this address cannot be reached through the proxy.", resultForbidden
 	case errors.As(err, &dnsErr) && dnsErr.IsNotFound:
 		msg = "hedgerow: there is no website called " + r.URL.Hostname() + "."
 	case errors.Is(err, context.DeadlineExceeded) || isTimeout(err):
 		status, msg = http.StatusGatewayTimeout, "hedgerow: the website took too long to answer."
 	}
 	if info != nil {
-		s.d.Metrics.request(resultUpstreamErr, info.cl.group)
+		s.d.Metrics.request(result, info.cl.group)
 	}
 	s.d.Log.Debug("proxy: upstream failed", "url", r.URL.String(), "err", ctx.Error)
 	resp = goproxy.NewResponse(r, goproxy.ContentTypeText+"; charset=utf-8", status, msg+"\n")
