@@ -311,6 +311,8 @@ func (s *Server) onResponse(resp *http.Response, ctx *goproxy.ProxyCtx) *http.Re
 		status, msg, result = http.StatusForbidden, "hedgerow: blocked. "+v.Reason(), resultBlocked
 	case errors.Is(err, errForbiddenDest):
 		status, msg, result = http.StatusForbidden, "hedgerow: this address cannot be reached through the proxy.", resultForbidden
+	case errors.Is(err, context.Canceled):
+		result = resultCancelled // the client went away first: not the origin's fault
 	case errors.As(err, &dnsErr) && dnsErr.IsNotFound:
 		msg = "hedgerow: there is no website called " + r.URL.Hostname() + "."
 	case errors.Is(err, context.DeadlineExceeded) || isTimeout(err):

@@ -18,6 +18,7 @@ const (
 	resultForbidden   = "forbidden"     // destination or port not allowed
 	resultUpstreamErr = "upstream_error"
 	resultUnavailable = "unavailable" // the login directory could not be reached
+	resultCancelled   = "cancelled"   // the client closed the connection before the answer
 )
 
 // Metrics are the proxy's Prometheus metrics, beside the DNS filter's.
@@ -39,7 +40,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hedgerow_proxy_requests_total",
-			Help: "Proxy requests (CONNECT included) by result (allowed, blocked, refused, auth_required, bad_request, forbidden, upstream_error, unavailable) and group (\"none\" before a group is known).",
+			Help: "Proxy requests (CONNECT included) by result (allowed, blocked, refused, auth_required, bad_request, forbidden, upstream_error, unavailable, cancelled) and group (\"none\" before a group is known).",
 		}, []string{"result", "group"}),
 		blocks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hedgerow_proxy_blocked_total",

@@ -16,9 +16,9 @@
 #      + 1 GET (https-connect-load.sh); floor hedgerow/goproxy >= 0.9
 #   4. RSS (proc-mem.sh) idle after start and after all the load, peak included
 #
-# Usage: e2e/bench/proxy-load.sh            (full run, about 7-8 minutes)
+# Usage: e2e/bench/proxy-load.sh            (full run: 5 rounds, about 8.5 minutes)
 #        QUICK=1 e2e/bench/proxy-load.sh    (smoke run: 1 round of 3 s runs)
-# Env: SECS (seconds per run, 10), ROUNDS (interleaved rounds, 3), CONNS (wrk
+# Env: SECS (seconds per run, 10), ROUNDS (interleaved rounds, 5), CONNS (wrk
 #      keep-alive connections, 50), WORKERS (CONNECT workers, 20), MAX_SECS
 #      (watchdog for the whole script, 900), HEDGEROW_BENCH (../shared/bench),
 #      HEDGEROW_LISTS (../shared/lists), ports: ORIGIN_HTTP_PORT 8080,
@@ -73,7 +73,7 @@ LISTS=${HEDGEROW_LISTS:-../shared/lists}
 if [ "${QUICK:-0}" = 1 ]; then
   SECS=${SECS:-3}; ROUNDS=${ROUNDS:-1}; MAX_SECS=${MAX_SECS:-420}
 else
-  SECS=${SECS:-10}; ROUNDS=${ROUNDS:-3}; MAX_SECS=${MAX_SECS:-900}
+  SECS=${SECS:-10}; ROUNDS=${ROUNDS:-5}; MAX_SECS=${MAX_SECS:-900}
 fi
 CONNS=${CONNS:-50}; WORKERS=${WORKERS:-20}
 ORIGIN_HTTP_PORT=${ORIGIN_HTTP_PORT:-8080}; ORIGIN_TLS_PORT=${ORIGIN_TLS_PORT:-8443}
@@ -129,8 +129,8 @@ trap 'echo "interrupted"; exit 130' INT TERM
 watchdog=$!
 
 echo "== proxy-load.sh $(date -u +%FT%TZ) rounds=$ROUNDS secs=$SECS conns=$CONNS workers=$WORKERS"
-echo "machine: $(nproc) cpus, load $(cut -d' ' -f1-3 /proc/loadavg); $(go version | cut -d' ' -f3); wrk $(wrk -v 2>&1 | head -1 | cut -d' ' -f2)" \
-  "; hedgerow $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null)$( [ -n "$(git -C "$REPO" status --porcelain 2>/dev/null)" ] && echo +dirty)"
+echo "machine: $(nproc) cpus, load $(cut -d' ' -f1-3 /proc/loadavg); $(go version | cut -d' ' -f3); wrk $(wrk -v 2>&1 | head -1 | cut -d' ' -f2);" \
+  "squid $("$SQUID_BIN" -v 2>/dev/null | awk 'NR==1{print $NF}'); hedgerow $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null)$( [ -n "$(git -C "$REPO" status --porcelain 2>/dev/null)" ] && echo +dirty)"
 
 # --- build ---------------------------------------------------------------------
 timeout 300 go build -o "$work/hedgerow" ./cmd/hedgerow
@@ -187,6 +187,13 @@ max_filedescriptors 65536
 shutdown_lifetime 1 seconds
 via off
 forwarded_for delete
+# loopback only: no ICP/HTCP, its (unused: the origin is an IP literal) DNS client on 127.0.0.1
+icp_port 0
+htcp_port 0
+digest_generation off
+dns_nameservers 127.0.0.1
+udp_incoming_address 127.0.0.1
+udp_outgoing_address 127.0.0.1
 acl SSL_ports port 443 $ORIGIN_TLS_PORT
 acl Safe_ports port 80 443 $ORIGIN_HTTP_PORT $ORIGIN_TLS_PORT
 http_access deny !Safe_ports
