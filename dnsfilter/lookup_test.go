@@ -3,17 +3,12 @@ package dnsfilter
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
 	"testing"
 
 	"github.com/miekg/dns"
-	"github.com/prometheus/client_golang/prometheus"
-
-	"hedgerow/categories"
-	"hedgerow/store"
 )
 
 // lookupServer is a filter whose upstream answers a small fixed zone.
@@ -25,11 +20,7 @@ func lookupServer(t *testing.T) *Server {
 		"forcesafesearch.google.com.": {"forcesafesearch.google.com. 60 IN A 192.0.2.10"},
 		"cloak.example.":              {"cloak.example. 60 IN CNAME blocked.example.", "blocked.example. 60 IN A 192.0.2.30"},
 	}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	up := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+	return testServer(t, func(w dns.ResponseWriter, r *dns.Msg) {
 		m := new(dns.Msg)
 		m.SetReply(r)
 		q := r.Question[0]
@@ -44,34 +35,7 @@ func lookupServer(t *testing.T) *Server {
 			}
 		}
 		_ = w.WriteMsg(m)
-	})}
-	go func() { _ = up.ActivateAndServe() }()
-	t.Cleanup(func() { _ = up.Shutdown() })
-
-	tax := categories.Builtin()
-	b := categories.NewIndexBuilder(0)
-	adult, _ := tax.MaskOf("adult")
-	_ = b.Add("blocked.example", adult)
-	idx, err := b.Build()
-	if err != nil {
-		t.Fatal(err)
-	}
-	snap, err := categories.NewSnapshot(tax, idx, categories.DefaultPolicy(tax))
-	if err != nil {
-		t.Fatal(err)
-	}
-	filter, err := categories.NewFilter(snap)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := DefaultConfig()
-	cfg.Upstreams = []Upstream{{Addr: pc.LocalAddr().String(), Proto: "udp"}}
-	s, err := New(cfg, filter, NewMetrics(prometheus.NewRegistry(), tax), store.NewMemoryRecorder(16, nil), slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.fwd.Close() })
-	return s
+	})
 }
 
 // TestLookupNetIP: the proxy's resolver path answers as the filter would

@@ -39,15 +39,22 @@ func (w *recordingWriter) Hijack()             {}
 // fuzzServer is a Server with a small index and a local upstream that
 // answers everything at once.
 func fuzzServer(t testing.TB) *Server {
+	return testServer(t, func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(r)
+		_ = w.WriteMsg(m)
+	})
+}
+
+// testServer is a Server with blocked.example listed as adult, the default
+// policy, and a local upstream answering with answer.
+func testServer(t testing.TB, answer dns.HandlerFunc) *Server {
+	t.Helper()
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	up := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
-		m := new(dns.Msg)
-		m.SetReply(r)
-		_ = w.WriteMsg(m)
-	})}
+	up := &dns.Server{PacketConn: pc, Handler: answer}
 	go func() { _ = up.ActivateAndServe() }()
 	t.Cleanup(func() { _ = up.Shutdown() })
 
