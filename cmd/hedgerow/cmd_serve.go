@@ -125,14 +125,26 @@ func (a *app) serve(ctx context.Context, cfg Config) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := dnsfilter.NewMetrics(reg, a.tax)
-	// Until the durable incident writer lands, blocked attempts are kept in
-	// a bounded ring; anything it has to overwrite is counted and logged.
-	recorder := store.NewMemoryRecorder(100_000, func(total uint64) {
+	// Blocked attempts go through one writer that folds repeats and commits
+	// them in batches, opening the database for each batch so the CLI keeps
+	// working; a full queue is counted and logged, never silent.
+	recorder := store.NewIncidentWriter(store.WriterConfig{}, a.writeExisting, a.log, func(total uint64) {
 		metrics.IncidentsDropped.Inc()
 		if total == 1 || total%10_000 == 0 {
-			a.log.Warn("incident recorder full: oldest attempts overwritten", "dropped_total", total)
+			a.log.Warn("incident queue full: attempts dropped", "dropped_total", total)
 		}
 	})
+	watchWriter(reg, recorder)
+	writerCtx, stopWriter := context.WithCancel(context.Background())
+	writerDone := make(chan struct{})
+	go func() { recorder.Run(writerCtx); close(writerDone) }()
+	defer func() {
+		// The servers have stopped: drain what they recorded.
+		stopWriter()
+		<-writerDone
+		st := recorder.Stats()
+		a.log.Info("incident writer stopped", "attempts", st.Attempts, "incidents", st.Incidents, "dropped", st.Dropped)
+	}()
 	srv, err := dnsfilter.New(dnsCfg, filter, metrics, recorder, a.log)
 	if err != nil {
 		return err
@@ -200,6 +212,22 @@ func (a *app) serve(ctx context.Context, cfg Config) error {
 	}
 	a.log.Info("stopped")
 	return err
+}
+
+// watchWriter exports the incident writer's counters.
+func watchWriter(reg prometheus.Registerer, w *store.IncidentWriter) {
+	counter := func(name, help string, f func(store.WriterStats) uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(f(w.Stats())) })
+	}
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hedgerow_incident_queue_length", Help: "Attempts waiting for the incident writer."},
+			func() float64 { return float64(w.Stats().Queued) }),
+		counter("hedgerow_incident_attempts_committed_total", "Attempts committed to the incident store (folded into incidents).",
+			func(s store.WriterStats) uint64 { return s.Attempts }),
+		counter("hedgerow_incidents_created_total", "Incidents created in the store.", func(s store.WriterStats) uint64 { return s.Incidents }),
+		counter("hedgerow_incident_commit_failures_total", "Incident commits that failed and were retried (database busy or failing).",
+			func(s store.WriterStats) uint64 { return s.Failures }),
+	)
 }
 
 // newProxy builds the proxy beside the DNS filter: it resolves through the

@@ -113,6 +113,7 @@ it is created with a starter policy and starter lists on first use.`,
 		a.auditCommand(),
 		a.usersCommand(),
 		a.reportsCommand(),
+		a.incidentsCommand(),
 		a.caCommand(),
 	)
 	return root
@@ -152,6 +153,18 @@ func starterFeed(tax *categories.Taxonomy) (*store.Feed, error) {
 // withStore runs fn with an open store and closes it afterwards.
 func (a *app) withStore(fn func(s *store.Store) error) error {
 	s, err := a.openStore()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	return fn(s)
+}
+
+// writeExisting runs fn with the existing database open for writing, without
+// preparing the starter lists that only a new database needs: the incident
+// writer opens the database for every batch.
+func (a *app) writeExisting(fn func(s *store.Store) error) error {
+	s, err := store.Open(a.dbPath(), a.tax, store.Options{Now: a.now})
 	if err != nil {
 		return err
 	}
