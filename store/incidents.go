@@ -50,9 +50,16 @@ type Incident struct {
 	Review bool   `json:"review"`
 	State  string `json:"state"`
 	Notes  []Note `json:"notes,omitempty"`
+	// Related are the incidents a pattern rests on (Rule RulePattern).
+	Related []uint64 `json:"related,omitempty"`
 
-	saved int // attempts already committed, for the writer's counters
+	saved   int         // attempts already committed, for the writer's counters
+	members []*Incident // a pattern's incidents, until they have IDs
 }
+
+// RulePattern is the rule of an incident that stands for a pattern: several
+// high-severity attempts by one device or user in a short time.
+const RulePattern = "pattern"
 
 // Note is a reviewer's entry on an incident.
 type Note struct {

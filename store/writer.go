@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"sync/atomic"
 	"time"
 )
@@ -13,6 +14,20 @@ type WriterConfig struct {
 	BatchSize  int           // attempts per commit at most (default 5,000)
 	Interval   time.Duration // longest an attempt waits for its commit (default 1 s): what a crash can lose
 	FoldWindow time.Duration // repeats of one client at one host within this fold into one incident (default 10 min)
+
+	// A pattern: PatternCount incidents of high or critical severity (on
+	// different sites, asked for by the pupil) by one device or user within
+	// PatternWindow raise a pattern incident for review (defaults 5 in 30 min).
+	PatternCount  int
+	PatternWindow time.Duration
+	// LowReviewCount: a low-severity incident (games, social networks) goes
+	// to the review queue once it holds this many attempts (default 50).
+	LowReviewCount int
+
+	// Notify, if set, is called after each commit with every incident it
+	// created (patterns included): the alert dispatcher's entry point. It
+	// must not block.
+	Notify func(Incident)
 }
 
 // IncidentWriter is the Recorder the servers share: a bounded queue in front
@@ -33,8 +48,10 @@ type IncidentWriter struct {
 	failures  atomic.Uint64 // commits that failed (and were retried)
 
 	// Owned by Run's goroutine.
-	recent map[foldKey]*Incident
-	dirty  map[*Incident]bool
+	recent   map[foldKey]*Incident
+	dirty    map[*Incident]bool
+	serious  map[string][]*Incident // by subject (user, else device): recent high and critical incidents
+	patterns map[string]*Incident   // by subject: the open pattern incident
 }
 
 type foldKey struct {
@@ -59,8 +76,18 @@ func NewIncidentWriter(cfg WriterConfig, open func(func(*Store) error) error, lo
 	if cfg.FoldWindow <= 0 {
 		cfg.FoldWindow = 10 * time.Minute
 	}
+	if cfg.PatternCount <= 0 {
+		cfg.PatternCount = 5
+	}
+	if cfg.PatternWindow <= 0 {
+		cfg.PatternWindow = 30 * time.Minute
+	}
+	if cfg.LowReviewCount <= 0 {
+		cfg.LowReviewCount = 50
+	}
 	return &IncidentWriter{cfg: cfg, open: open, log: log, onDrop: onDrop, queue: make(chan Attempt, cfg.QueueSize),
-		now: time.Now, recent: map[foldKey]*Incident{}, dirty: map[*Incident]bool{}}
+		now: time.Now, recent: map[foldKey]*Incident{}, dirty: map[*Incident]bool{},
+		serious: map[string][]*Incident{}, patterns: map[string]*Incident{}}
 }
 
 // Record queues an attempt without waiting.
@@ -142,6 +169,9 @@ func (w *IncidentWriter) fold(a Attempt) {
 		if in.URL == "" {
 			in.URL = a.URL
 		}
+		if in.Severity == "low" && in.Count >= w.cfg.LowReviewCount {
+			in.Review = true // unsuitable, but asked for again and again
+		}
 		w.dirty[in] = true
 		return
 	}
@@ -150,42 +180,125 @@ func (w *IncidentWriter) fold(a Attempt) {
 		Severity: a.Severity, Rule: a.Rule, Blocked: a.Blocked, Intent: a.Intent, Review: NeedsReview(a), State: StateNew}
 	w.recent[k] = in
 	w.dirty[in] = true
+	if NeedsReview(a) {
+		w.notePattern(in)
+	}
 }
 
-// flush commits the changed incidents in one transaction; on failure they
-// stay dirty for the next try. It also forgets incidents past the window.
+// notePattern counts a new high or critical incident towards its subject's
+// pattern, and raises (or extends) the pattern incident at the threshold.
+// Background requests never get here: NeedsReview leaves them out.
+func (w *IncidentWriter) notePattern(in *Incident) {
+	subject := in.User
+	if subject == "" {
+		subject = in.Client
+	}
+	cutoff := in.Last.Add(-w.cfg.PatternWindow)
+	recent := w.serious[subject][:0]
+	for _, r := range w.serious[subject] {
+		if !r.Last.Before(cutoff) {
+			recent = append(recent, r)
+		}
+	}
+	recent = append(recent, in)
+	w.serious[subject] = recent
+	if p, ok := w.patterns[subject]; ok && !p.Last.Before(cutoff) {
+		p.Count++
+		p.Last = in.Last
+		p.members = append(p.members, in)
+		if in.Severity == "critical" {
+			p.Severity = "critical"
+		}
+		w.dirty[p] = true
+		return
+	}
+	if len(recent) < w.cfg.PatternCount {
+		return
+	}
+	p := &Incident{First: recent[0].First, Last: in.Last, Count: len(recent), Channel: in.Channel, Client: in.Client,
+		User: in.User, Group: in.Group, Category: in.Category, Severity: "high", Rule: RulePattern, Blocked: true,
+		Intent: IntentNavigate, Review: true, State: StateNew, members: slices.Clone(recent)}
+	for _, r := range recent {
+		if r.Severity == "critical" {
+			p.Severity = "critical"
+		}
+	}
+	w.patterns[subject] = p
+	w.dirty[p] = true
+}
+
+// flush commits the changed incidents in one transaction (patterns in a
+// second, once the incidents they name have their IDs); on failure they stay
+// dirty for the next try. It also forgets what is past the windows.
 func (w *IncidentWriter) flush() bool {
 	if len(w.dirty) > 0 {
-		batch := make([]Incident, 0, len(w.dirty))
-		ptrs := make([]*Incident, 0, len(w.dirty))
-		attempts := 0
+		var plain, pats []*Incident
 		for in := range w.dirty {
-			batch = append(batch, *in)
-			ptrs = append(ptrs, in)
+			if in.Rule == RulePattern {
+				pats = append(pats, in)
+			} else {
+				plain = append(plain, in)
+			}
 		}
-		created := 0
-		err := w.open(func(s *Store) error { return s.SaveIncidents(batch) })
+		var created []Incident
+		save := func(s *Store, ptrs []*Incident) error {
+			batch := make([]Incident, len(ptrs))
+			for i, in := range ptrs {
+				if in.Rule == RulePattern {
+					in.Related = in.Related[:0]
+					for _, m := range in.members {
+						in.Related = append(in.Related, m.ID)
+					}
+				}
+				batch[i] = *in
+			}
+			if err := s.SaveIncidents(batch); err != nil {
+				return err
+			}
+			for i, in := range ptrs {
+				if in.ID == 0 {
+					created = append(created, batch[i])
+					w.incidents.Add(1)
+				}
+				if in.Rule != RulePattern {
+					w.attempts.Add(uint64(batch[i].Count - in.saved))
+				}
+				in.ID, in.saved = batch[i].ID, batch[i].Count
+				delete(w.dirty, in)
+			}
+			return nil
+		}
+		err := w.open(func(s *Store) error {
+			if err := save(s, plain); err != nil {
+				return err
+			}
+			return save(s, pats)
+		})
+		if w.cfg.Notify != nil {
+			for _, in := range created {
+				w.cfg.Notify(in)
+			}
+		}
 		if err != nil {
 			w.failures.Add(1)
-			w.log.Warn("incidents not written yet; will retry", "incidents", len(batch), "err", err)
+			w.log.Warn("incidents not written yet; will retry", "incidents", len(w.dirty), "err", err)
 			return false
 		}
-		for i, in := range ptrs {
-			if in.ID == 0 {
-				created++
-			}
-			attempts += batch[i].Count - in.saved
-			in.ID = batch[i].ID
-			in.saved = batch[i].Count
-		}
-		w.attempts.Add(uint64(attempts))
-		w.incidents.Add(uint64(created))
-		clear(w.dirty)
 	}
-	cutoff := w.now().Add(-w.cfg.FoldWindow)
+	now := w.now()
 	for k, in := range w.recent {
-		if in.Last.Before(cutoff) && !w.dirty[in] {
+		if in.Last.Before(now.Add(-w.cfg.FoldWindow)) && !w.dirty[in] {
 			delete(w.recent, k)
+		}
+	}
+	for subject, list := range w.serious {
+		if len(list) == 0 || list[len(list)-1].Last.Before(now.Add(-w.cfg.PatternWindow)) {
+			delete(w.serious, subject)
+		}
+	}
+	for subject, p := range w.patterns {
+		if p.Last.Before(now.Add(-w.cfg.PatternWindow)) && !w.dirty[p] {
+			delete(w.patterns, subject)
 		}
 	}
 	return true

@@ -160,3 +160,66 @@ func BenchmarkIncidentWriter(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "incidents/s")
 }
+
+func TestIncidentWriterPatterns(t *testing.T) {
+	s, _ := openNew(t)
+	var notified []Incident
+	w := writerFor(s, WriterConfig{Interval: time.Hour, PatternCount: 3, PatternWindow: 30 * time.Minute, LowReviewCount: 4,
+		Notify: func(in Incident) { notified = append(notified, in) }})
+	t0 := time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)
+	ad := attempt("10.0.0.1", "tracker.example", "high", t0)
+	ad.Intent = IntentBackground
+	w.fold(ad) // background: never part of a pattern
+	w.fold(attempt("10.0.0.1", "a.example", "high", t0))
+	w.fold(attempt("10.0.0.1", "b.example", "high", t0.Add(time.Minute)))
+	w.fold(attempt("10.0.0.2", "c.example", "high", t0.Add(time.Minute)))   // another device
+	w.fold(attempt("10.0.0.1", "a.example", "high", t0.Add(2*time.Minute))) // a repeat folds: not a new site
+	if !w.flush() {
+		t.Fatal("flush failed")
+	}
+	w.fold(attempt("10.0.0.1", "c.example", "critical", t0.Add(3*time.Minute))) // the third site: a pattern
+	w.fold(attempt("10.0.0.1", "d.example", "high", t0.Add(4*time.Minute)))     // extends it
+	w.fold(attempt("10.0.0.1", "e.example", "high", t0.Add(2*time.Hour)))       // long after: not part of it
+	for i := range 4 {
+		w.fold(attempt("10.0.0.3", "games.example", "low", t0.Add(time.Duration(i)*time.Second)))
+	}
+	if !w.flush() {
+		t.Fatal("flush failed")
+	}
+	pats, err := s.Incidents(IncidentFilter{Client: "10.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pattern *Incident
+	for i := range pats {
+		if pats[i].Rule == RulePattern {
+			if pattern != nil {
+				t.Fatalf("two patterns: %+v", pats)
+			}
+			pattern = &pats[i]
+		}
+	}
+	if pattern == nil || pattern.Count != 4 || len(pattern.Related) != 4 || pattern.Severity != "critical" || !pattern.Review {
+		t.Fatalf("pattern %+v", pattern)
+	}
+	for _, id := range pattern.Related {
+		in, err := s.Incident(id)
+		if err != nil || in.Client != "10.0.0.1" || in.Intent == IntentBackground || in.Rule == RulePattern {
+			t.Errorf("related %d: %+v %v", id, in, err)
+		}
+	}
+	low, _ := s.Incidents(IncidentFilter{Client: "10.0.0.3"})
+	if len(low) != 1 || !low[0].Review || low[0].Count != 4 {
+		t.Errorf("low incident repeated past the threshold: %+v", low)
+	}
+	var sawPattern bool
+	for _, in := range notified {
+		sawPattern = sawPattern || in.Rule == RulePattern
+		if in.ID == 0 {
+			t.Errorf("notified without an ID: %+v", in)
+		}
+	}
+	if !sawPattern || len(notified) != 9 {
+		t.Errorf("notified %d incidents (pattern %v), want every one created (9)", len(notified), sawPattern)
+	}
+}
