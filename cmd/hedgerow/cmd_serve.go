@@ -128,7 +128,10 @@ func (a *app) serve(ctx context.Context, cfg Config) error {
 	// Blocked attempts go through one writer that folds repeats and commits
 	// them in batches, opening the database for each batch so the CLI keeps
 	// working; a full queue is counted and logged, never silent.
-	recorder := store.NewIncidentWriter(store.WriterConfig{}, a.writeExisting, a.log, func(total uint64) {
+	recorder := store.NewIncidentWriter(store.WriterConfig{
+		QueueSize: cfg.Incidents.QueueSize, Interval: cfg.Incidents.BatchInterval.D(), FoldWindow: cfg.Incidents.FoldWindow.D(),
+		PatternCount: cfg.Incidents.PatternCount, PatternWindow: cfg.Incidents.PatternWindow.D(), LowReviewCount: cfg.Incidents.LowReviewCount,
+	}, a.writeExisting, a.log, func(total uint64) {
 		metrics.IncidentsDropped.Inc()
 		if total == 1 || total%10_000 == 0 {
 			a.log.Warn("incident queue full: attempts dropped", "dropped_total", total)

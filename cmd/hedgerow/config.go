@@ -28,11 +28,22 @@ import (
 // The documented example is deploy/hedgerow.yaml. LoadConfig does not
 // validate: apply the flags first, then call Validate.
 type Config struct {
-	Data  string      `yaml:"data"`  // data directory (default: $HEDGEROW_DATA, else ./hedgerow-data)
-	Admin string      `yaml:"admin"` // listener for /metrics (and later the admin UI), default 127.0.0.1:9153
-	DNS   DNSConfig   `yaml:"dns"`
-	Proxy ProxyConfig `yaml:"proxy"`
-	Log   LogConfig   `yaml:"log"`
+	Data      string          `yaml:"data"`  // data directory (default: $HEDGEROW_DATA, else ./hedgerow-data)
+	Admin     string          `yaml:"admin"` // listener for /metrics (and later the admin UI), default 127.0.0.1:9153
+	DNS       DNSConfig       `yaml:"dns"`
+	Proxy     ProxyConfig     `yaml:"proxy"`
+	Incidents IncidentsConfig `yaml:"incidents"`
+	Log       LogConfig       `yaml:"log"`
+}
+
+// IncidentsConfig tunes how blocked attempts become incidents.
+type IncidentsConfig struct {
+	FoldWindow     Duration `yaml:"fold_window"`      // repeats of a device at a site within this are one incident; default 10m
+	PatternCount   int      `yaml:"pattern_count"`    // high/critical sites by one device or user that make a pattern; default 5
+	PatternWindow  Duration `yaml:"pattern_window"`   // ... within this time; default 30m
+	LowReviewCount int      `yaml:"low_review_count"` // attempts at one low-severity site that send it to review; default 50
+	QueueSize      int      `yaml:"queue_size"`       // attempts waiting for the writer; default 100000
+	BatchInterval  Duration `yaml:"batch_interval"`   // longest wait for a commit (what a crash can lose); default 1s
 }
 
 // ProxyConfig configures the HTTP(S) forward proxy.
@@ -147,6 +158,8 @@ func DefaultConfig() Config {
 			DoNotInterceptCategories: proxy.DefaultConfig().DoNotInterceptCategories,
 			PACLocalNets:             []string{"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"},
 		},
+		Incidents: IncidentsConfig{FoldWindow: Duration(10 * time.Minute), PatternCount: 5, PatternWindow: Duration(30 * time.Minute),
+			LowReviewCount: 50, QueueSize: 100_000, BatchInterval: Duration(time.Second)},
 		Log: LogConfig{Level: "info", Format: "text"},
 	}
 }
@@ -367,6 +380,25 @@ func (c Config) Validate() error {
 	}
 
 	errs = append(errs, c.Proxy.validate(c)...)
+	inc := c.Incidents
+	if inc.FoldWindow <= 0 || inc.FoldWindow.D() > 24*time.Hour {
+		bad("incidents.fold_window", "%s; want a duration above 0 and at most 24h, e.g. 10m", inc.FoldWindow)
+	}
+	if inc.PatternCount < 2 {
+		bad("incidents.pattern_count", "%d; want 2 or more, e.g. 5", inc.PatternCount)
+	}
+	if inc.PatternWindow <= 0 {
+		bad("incidents.pattern_window", "%s; want a duration above 0, e.g. 30m", inc.PatternWindow)
+	}
+	if inc.LowReviewCount < 1 {
+		bad("incidents.low_review_count", "%d; want 1 or more, e.g. 50", inc.LowReviewCount)
+	}
+	if inc.QueueSize < 100 || inc.QueueSize > 10_000_000 {
+		bad("incidents.queue_size", "%d; want 100 to 10000000, e.g. 100000", inc.QueueSize)
+	}
+	if inc.BatchInterval <= 0 || inc.BatchInterval.D() > time.Minute {
+		bad("incidents.batch_interval", "%s; want a duration above 0 and at most 1m, e.g. 1s", inc.BatchInterval)
+	}
 
 	if !slices.Contains(logLevels, c.Log.Level) {
 		bad("log.level", "%q; want one of %s", c.Log.Level, strings.Join(logLevels, ", "))
