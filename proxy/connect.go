@@ -243,7 +243,7 @@ func (s *Server) serveIntercepted(w http.ResponseWriter, r *http.Request, cl cli
 	}
 	r.URL.Scheme = "https"
 	r.URL.Host = authority
-	s.forward(w, r, cl, authority)
+	s.forward(w, r, cl)
 }
 
 // splice copies both ways until both sides finish, closing a tunnel that has

@@ -31,7 +31,6 @@ const ReportPath = "/.well-known/hedgerow/report"
 type reqInfo struct {
 	cl      client
 	channel string
-	start   time.Time
 	intent  string
 	term    string
 }
@@ -39,9 +38,9 @@ type reqInfo struct {
 type infoKey struct{}
 
 // forward decides a request on its host and full URL and forwards what is
-// allowed. tunnelAuthority is the CONNECT target for a request inside an
-// intercepted session, "" for plain HTTP.
-func (s *Server) forward(w http.ResponseWriter, r *http.Request, cl client, tunnelAuthority string) {
+// allowed: a plain HTTP request, or one inside an intercepted session whose
+// URL already names the CONNECT target.
+func (s *Server) forward(w http.ResponseWriter, r *http.Request, cl client) {
 	channel := store.ChannelHTTP
 	switch r.URL.Scheme {
 	case "http":
@@ -102,7 +101,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, cl client, tunn
 	if s.cfg.ForwardedFor {
 		r.Header.Add("X-Forwarded-For", cl.addr.String())
 	}
-	info := &reqInfo{cl: cl, channel: channel, start: now, intent: intent, term: term}
+	info := &reqInfo{cl: cl, channel: channel, intent: intent, term: term}
 	s.gp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), infoKey{}, info)))
 }
 

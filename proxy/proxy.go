@@ -328,7 +328,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case !r.URL.IsAbs():
 		s.local(w, r, cl)
 	default:
-		s.forward(w, r, cl, "")
+		s.forward(w, r, cl)
 	}
 }
 
