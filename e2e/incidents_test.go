@@ -2,9 +2,15 @@ package e2e
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -179,4 +186,53 @@ func TestIncidentCrash(t *testing.T) {
 	t.Logf("after kill -9: %d incidents holding %d attempts were committed", incidents, attempts)
 	// A write after the crash works: the database is whole.
 	mustRun(t, "", "lists", "add", "after-crash.example", "--category", "adult", "--data", data, "--reason", "test")
+}
+
+// TestIncidentAlertWebhook: a critical attempt through hedgerow serve
+// reaches a real webhook receiver on loopback, signed, without the pupil's
+// device unless the school asks for identities.
+func TestIncidentAlertWebhook(t *testing.T) {
+	if _, err := exec.LookPath("dig"); err != nil {
+		t.Skip("dig not installed (apt-get install bind9-dnsutils; .ci/run does): skipping")
+	}
+	got := make(chan map[string]any, 4)
+	var tries atomic.Int32
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if tries.Add(1) == 1 {
+			w.WriteHeader(http.StatusInternalServerError) // the first try fails: hedgerow retries
+			return
+		}
+		mac := hmac.New(sha256.New, []byte("shared-secret"))
+		mac.Write([]byte(r.Header.Get("X-Hedgerow-Timestamp") + "." + string(body)))
+		if r.Header.Get("X-Hedgerow-Signature") != "sha256="+hex.EncodeToString(mac.Sum(nil)) {
+			t.Errorf("bad signature %q", r.Header.Get("X-Hedgerow-Signature"))
+		}
+		var m map[string]any
+		_ = json.Unmarshal(body, &m)
+		got <- m
+	}))
+	defer receiver.Close()
+
+	data := t.TempDir()
+	mustRun(t, "", "lists", "add", "csam-test.example", "--category", "child-abuse", "--data", data, "--reason", "test")
+	up, _ := startUnbound(t, []string{"ready.test. 300 IN A 127.0.0.1"}, "ready.test")
+	cfg := filepath.Join(t.TempDir(), "hedgerow.yaml")
+	if err := os.WriteFile(cfg, fmt.Appendf(nil, "alerts:\n  admin_url: http://admin.test\n  webhook:\n    url: %s/hook\n    secret: shared-secret\n", receiver.URL), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := startServeAll(t, data, "--upstream", up, "--config", cfg)
+	dig(t, s.dns, "-b", "127.0.0.1", "csam-test.example")
+	select {
+	case m := <-got:
+		if m["kind"] != "critical" || m["category"] != "child-abuse" || m["host"] != "csam-test.example" ||
+			!strings.HasPrefix(fmt.Sprint(m["link"]), "http://admin.test/incidents/") {
+			t.Errorf("alert %v", m)
+		}
+		if _, ok := m["device"]; ok {
+			t.Errorf("the alert names the device without identities configured: %v", m)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("no alert within 20s (%d tries)", tries.Load())
+	}
 }

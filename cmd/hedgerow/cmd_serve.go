@@ -23,6 +23,7 @@ import (
 	"hedgerow/dnsfilter"
 	"hedgerow/proxy"
 	"hedgerow/store"
+	"hedgerow/store/alert"
 )
 
 func (a *app) serveCommand() *cobra.Command {
@@ -125,12 +126,25 @@ func (a *app) serve(ctx context.Context, cfg Config) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := dnsfilter.NewMetrics(reg, a.tax)
+	alerts, err := a.newAlerts(cfg, reg)
+	if err != nil {
+		return err
+	}
+	alertCtx, stopAlerts := context.WithCancel(context.Background())
+	alertsDone := make(chan struct{})
+	go func() { alerts.Run(alertCtx); close(alertsDone) }()
+	defer func() { stopAlerts(); <-alertsDone }() // after the writer has drained (defers run last first)
 	// Blocked attempts go through one writer that folds repeats and commits
 	// them in batches, opening the database for each batch so the CLI keeps
 	// working; a full queue is counted and logged, never silent.
 	recorder := store.NewIncidentWriter(store.WriterConfig{
 		QueueSize: cfg.Incidents.QueueSize, Interval: cfg.Incidents.BatchInterval.D(), FoldWindow: cfg.Incidents.FoldWindow.D(),
 		PatternCount: cfg.Incidents.PatternCount, PatternWindow: cfg.Incidents.PatternWindow.D(), LowReviewCount: cfg.Incidents.LowReviewCount,
+		Notify: func(in store.Incident) {
+			if alert.Wants(in) {
+				alerts.Notify(in) // never blocks: the dispatcher has its own queue
+			}
+		},
 	}, a.writeExisting, a.log, func(total uint64) {
 		metrics.IncidentsDropped.Inc()
 		if total == 1 || total%10_000 == 0 {
@@ -215,6 +229,25 @@ func (a *app) serve(ctx context.Context, cfg Config) error {
 	}
 	a.log.Info("stopped")
 	return err
+}
+
+// newAlerts builds the alert dispatcher; with no channel configured it
+// accepts incidents and sends nothing.
+func (a *app) newAlerts(cfg Config, reg prometheus.Registerer) (*alert.Dispatcher, error) {
+	acfg, err := cfg.Alerts.AlertConfig()
+	if err != nil {
+		return nil, err
+	}
+	acfg.CategoryName = func(slug string) string {
+		if c, ok := a.tax.Lookup(slug); ok {
+			return c.Name
+		}
+		return slug
+	}
+	if acfg.Webhook == nil && acfg.SMTP == nil && acfg.Syslog == nil {
+		a.log.Info("no alert channels configured: critical incidents and patterns are only recorded (see alerts: in the config)")
+	}
+	return alert.New(acfg, a.log, alert.NewMetrics(reg))
 }
 
 // watchWriter exports the incident writer's counters.

@@ -33,6 +33,7 @@ type Config struct {
 	DNS       DNSConfig       `yaml:"dns"`
 	Proxy     ProxyConfig     `yaml:"proxy"`
 	Incidents IncidentsConfig `yaml:"incidents"`
+	Alerts    AlertSettings   `yaml:"alerts"`
 	Log       LogConfig       `yaml:"log"`
 }
 
@@ -380,6 +381,9 @@ func (c Config) Validate() error {
 	}
 
 	errs = append(errs, c.Proxy.validate(c)...)
+	if _, err := c.Alerts.AlertConfig(); err != nil {
+		errs = append(errs, err)
+	}
 	inc := c.Incidents
 	if inc.FoldWindow <= 0 || inc.FoldWindow.D() > 24*time.Hour {
 		bad("incidents.fold_window", "%s; want a duration above 0 and at most 24h, e.g. 10m", inc.FoldWindow)
@@ -486,6 +490,12 @@ func (p ProxyConfig) validate(c Config) []error {
 // this copy, so slog never sees the original.
 func (c Config) Redacted() Config {
 	r := c
+	if r.Alerts.Webhook.Secret != "" {
+		r.Alerts.Webhook.Secret = "REDACTED"
+	}
+	if r.Alerts.SMTP.Password != "" {
+		r.Alerts.SMTP.Password = "REDACTED"
+	}
 	r.DNS.Listen = slices.Clone(c.DNS.Listen)
 	r.DNS.Upstreams = nil
 	for _, u := range c.DNS.Upstreams {
