@@ -53,6 +53,10 @@ type Incident struct {
 	// Related are the incidents a pattern rests on (Rule RulePattern).
 	Related []uint64 `json:"related,omitempty"`
 
+	// Erased is set by SaveIncidents on a folded incident whose record was
+	// deleted meanwhile: it was not written back.
+	Erased bool `json:"-"`
+
 	saved   int         // attempts already committed, for the writer's counters
 	members []*Incident // a pattern's incidents, until they have IDs
 }
@@ -95,6 +99,11 @@ func (s *Store) SaveIncidents(incs []Incident) error {
 				if err := json.Unmarshal(old, &stored); err == nil {
 					incs[i].State, incs[i].Notes = stored.State, stored.Notes
 				}
+			} else {
+				// Erased (a subject's request) or purged meanwhile: never
+				// written back; the writer forgets it.
+				incs[i].Erased = true
+				continue
 			}
 			raw, err := json.Marshal(&incs[i])
 			if err != nil {

@@ -265,6 +265,9 @@ func (w *IncidentWriter) flush() bool {
 				}
 				in.ID, in.saved = batch[i].ID, batch[i].Count
 				delete(w.dirty, in)
+				if batch[i].Erased {
+					w.forget(in)
+				}
 			}
 			return nil
 		}
@@ -302,4 +305,19 @@ func (w *IncidentWriter) flush() bool {
 		}
 	}
 	return true
+}
+
+// forget drops an incident whose record was erased, so later attempts start
+// a new one instead of carrying the erased history back.
+func (w *IncidentWriter) forget(in *Incident) {
+	for k, r := range w.recent {
+		if r == in {
+			delete(w.recent, k)
+		}
+	}
+	for subject, p := range w.patterns {
+		if p == in {
+			delete(w.patterns, subject)
+		}
+	}
 }

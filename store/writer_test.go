@@ -223,3 +223,28 @@ func TestIncidentWriterPatterns(t *testing.T) {
 		t.Errorf("notified %d incidents (pattern %v), want every one created (9)", len(notified), sawPattern)
 	}
 }
+
+// TestIncidentWriterAfterErasure: attempts after a subject's data was erased
+// start a new incident; the erased history is never written back.
+func TestIncidentWriterAfterErasure(t *testing.T) {
+	s, _ := openNew(t)
+	w := writerFor(s, WriterConfig{Interval: time.Hour})
+	t0 := time.Now()
+	for i := range 3 {
+		w.fold(attempt("10.0.0.9", "pornhub.com", "high", t0.Add(time.Duration(i)*time.Second)))
+	}
+	if !w.flush() {
+		t.Fatal("flush failed")
+	}
+	if _, err := s.SubjectErase("dsl", "subject access request", Subject{Client: "10.0.0.9"}); err != nil {
+		t.Fatal(err)
+	}
+	w.fold(attempt("10.0.0.9", "pornhub.com", "high", t0.Add(5*time.Second))) // folds into the erased one
+	w.flush()
+	w.fold(attempt("10.0.0.9", "pornhub.com", "high", t0.Add(6*time.Second))) // a new incident
+	w.flush()
+	got, err := s.Incidents(IncidentFilter{Client: "10.0.0.9"})
+	if err != nil || len(got) != 1 || got[0].Count != 1 || got[0].First.Before(t0.Add(6*time.Second).UTC().Truncate(time.Second)) {
+		t.Errorf("after erasure: %+v, %v", got, err)
+	}
+}

@@ -18,8 +18,9 @@ import (
 // listing, view and export is audited.
 func (a *app) incidentsCommand() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "incidents",
-		Short: "Blocked attempts for the safeguarding lead: list, show, review, export",
+		Use:     "incidents",
+		Short:   "Blocked attempts for the safeguarding lead: list, show, review, export",
+		Example: "  hedgerow incidents list --review --since 7d\n  hedgerow incidents review 42 --state reviewed --note \"spoke to the pupil\"",
 		Long: `incidents shows the blocked attempts the DNS filter and the proxy recorded. Repeats of
 one device at one site within ten minutes are one incident with a count. Critical and
 high severity attempts that the pupil asked for (not adverts or a page's own requests)
@@ -81,9 +82,10 @@ are marked for review. Every listing, view and export is recorded in the audit t
 	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 
 	show := &cobra.Command{
-		Use:   "show ID",
-		Short: "Show one incident with its review notes",
-		Args:  cobra.ExactArgs(1),
+		Use:     "show ID",
+		Short:   "Show one incident with its review notes",
+		Example: "  hedgerow incidents show 42",
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, err := strconv.ParseUint(args[0], 10, 64)
 			if err != nil {
@@ -160,6 +162,7 @@ are marked for review. Every listing, view and export is recorded in the audit t
 	export.Flags().StringVar(&format, "format", "csv", "csv or json")
 
 	cmd.AddCommand(list, show, review, export)
+	cmd.AddCommand(a.retentionCommands()...) // purge, subject
 	return cmd
 }
 

@@ -162,6 +162,7 @@ func (a *app) serve(ctx context.Context, cfg Config) error {
 		st := recorder.Stats()
 		a.log.Info("incident writer stopped", "attempts", st.Attempts, "incidents", st.Incidents, "dropped", st.Dropped)
 	}()
+	go a.retentionLoop(ctx, cfg.Incidents)
 	srv, err := dnsfilter.New(dnsCfg, filter, metrics, recorder, a.log)
 	if err != nil {
 		return err
@@ -248,6 +249,34 @@ func (a *app) newAlerts(cfg Config, reg prometheus.Registerer) (*alert.Dispatche
 		a.log.Info("no alert channels configured: critical incidents and patterns are only recorded (see alerts: in the config)")
 	}
 	return alert.New(acfg, a.log, alert.NewMetrics(reg))
+}
+
+// retentionLoop deletes incidents past retention, then compacts so they are
+// gone from the file: a minute after start, then every purge_every. The
+// incident writer retries its batches while the database is busy.
+func (a *app) retentionLoop(ctx context.Context, c IncidentsConfig) {
+	r := store.Retention{Low: c.RetentionLow.D(), Incidents: c.Retention.D()}
+	wait := time.Minute
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = c.PurgeEvery.D()
+		err := a.writeExisting(func(s *store.Store) error {
+			res, err := s.Purge(store.RetentionActor, r, a.now(), store.DefaultPurgeBatch)
+			if err != nil || res.Incidents+res.Reports == 0 {
+				return err
+			}
+			a.log.Info("retention: deleted incidents and reports past their time", "incidents", res.Incidents, "reports", res.Reports)
+			return s.Compact()
+		})
+		if err != nil {
+			a.log.Error("retention purge failed; will try again", "err", err)
+			wait = time.Hour
+		}
+	}
 }
 
 // watchWriter exports the incident writer's counters.

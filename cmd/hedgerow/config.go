@@ -45,6 +45,9 @@ type IncidentsConfig struct {
 	LowReviewCount int      `yaml:"low_review_count"` // attempts at one low-severity site that send it to review; default 50
 	QueueSize      int      `yaml:"queue_size"`       // attempts waiting for the writer; default 100000
 	BatchInterval  Duration `yaml:"batch_interval"`   // longest wait for a commit (what a crash can lose); default 1s
+	RetentionLow   Duration `yaml:"retention_low"`    // low-severity attempts and monitored searches are deleted after this; default 720h (30 days)
+	Retention      Duration `yaml:"retention"`        // other incidents (not escalated ones) and block-page reports; default 8760h (365 days)
+	PurgeEvery     Duration `yaml:"purge_every"`      // how often serve deletes what is past retention, then compacts; default 24h
 }
 
 // ProxyConfig configures the HTTP(S) forward proxy.
@@ -160,7 +163,8 @@ func DefaultConfig() Config {
 			PACLocalNets:             []string{"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"},
 		},
 		Incidents: IncidentsConfig{FoldWindow: Duration(10 * time.Minute), PatternCount: 5, PatternWindow: Duration(30 * time.Minute),
-			LowReviewCount: 50, QueueSize: 100_000, BatchInterval: Duration(time.Second)},
+			LowReviewCount: 50, QueueSize: 100_000, BatchInterval: Duration(time.Second),
+			RetentionLow: Duration(30 * 24 * time.Hour), Retention: Duration(365 * 24 * time.Hour), PurgeEvery: Duration(24 * time.Hour)},
 		Log: LogConfig{Level: "info", Format: "text"},
 	}
 }
@@ -399,6 +403,15 @@ func (c Config) Validate() error {
 	}
 	if inc.QueueSize < 100 || inc.QueueSize > 10_000_000 {
 		bad("incidents.queue_size", "%d; want 100 to 10000000, e.g. 100000", inc.QueueSize)
+	}
+	if inc.RetentionLow.D() < 24*time.Hour {
+		bad("incidents.retention_low", "%s; want at least 24h, e.g. 720h (30 days)", inc.RetentionLow)
+	}
+	if inc.Retention.D() < 24*time.Hour {
+		bad("incidents.retention", "%s; want at least 24h, e.g. 8760h (365 days)", inc.Retention)
+	}
+	if inc.PurgeEvery.D() < time.Minute {
+		bad("incidents.purge_every", "%s; want at least 1m, e.g. 24h", inc.PurgeEvery)
 	}
 	if inc.BatchInterval <= 0 || inc.BatchInterval.D() > time.Minute {
 		bad("incidents.batch_interval", "%s; want a duration above 0 and at most 1m, e.g. 1s", inc.BatchInterval)
