@@ -145,7 +145,7 @@ func (s *Server) tunnel(conn net.Conn, cl client, host, port string) {
 		if err != nil || sniHost != host {
 			s.d.Metrics.connects.WithLabelValues("refused").Inc()
 			s.d.Log.Info("proxy: TLS server name differs from the CONNECT target (domain fronting) refused",
-				"client", cl.addr, "group", cl.group, "connect", host, "sni", sni)
+				"group", cl.group, "connect", host, "sni", sni)
 			if err == nil {
 				if v := s.d.Filter.Current().Decide(cl.group, sniHost, "", s.now()); v.Action == categories.Block {
 					s.d.Metrics.blocked(v, store.ChannelHTTPS)

@@ -197,7 +197,7 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request, cl client, host 
 	_, err = s.d.Reports.AddReport(store.Report{Kind: rep.Kind, Time: now, Client: cl.addr.String(), User: cl.user,
 		Group: cl.group, URL: rep.URL, Host: host, Category: rep.Category, Message: rep.Message})
 	if err != nil {
-		s.d.Log.Error("report from the block page not saved", "kind", rep.Kind, "client", cl.addr, "err", err)
+		s.d.Log.Error("report from the block page not saved", "kind", rep.Kind, "group", cl.group, "err", err)
 		s.plainError(w, http.StatusServiceUnavailable, "hedgerow: your report could not be saved just now; please try again, or tell a teacher.")
 		return
 	}

@@ -368,7 +368,7 @@ func (s *Server) identify(w http.ResponseWriter, r *http.Request) (client, bool)
 		return cl, false
 	case err != nil:
 		// The accounts could not be checked: fail closed, never unfiltered.
-		s.d.Log.Error("proxy login could not be checked", "user", user, "err", err)
+		s.d.Log.Error("proxy login could not be checked", "group", group, "err", err)
 		s.d.Metrics.request(resultUnavailable, group)
 		s.plainError(w, http.StatusServiceUnavailable, "hedgerow: logins cannot be checked just now; please try again in a minute.")
 		return cl, false
@@ -394,7 +394,7 @@ func (s *Server) checkShape(w http.ResponseWriter, r *http.Request, cl client, u
 	}
 	if err != nil {
 		s.d.Metrics.request(resultBadRequest, cl.group)
-		s.d.Log.Info("proxy: malformed request refused", "client", cl.addr, "err", err)
+		s.d.Log.Info("proxy: malformed request refused", "group", cl.group, "err", err)
 		s.plainError(w, http.StatusBadRequest, "hedgerow: malformed request: "+err.Error())
 		return false
 	}

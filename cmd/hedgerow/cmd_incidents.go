@@ -1,8 +1,10 @@
 package main
 
 import (
+	"cmp"
 	"encoding/csv"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -161,9 +163,73 @@ are marked for review. Every listing, view and export is recorded in the audit t
 	filterFlags(export)
 	export.Flags().StringVar(&format, "format", "csv", "csv or json")
 
-	cmd.AddCommand(list, show, review, export)
+	var weeks int
+	var digestJSON bool
+	digest := &cobra.Command{
+		Use:     "digest [--weeks N] [--json]",
+		Short:   "The week's summary for the safeguarding lead: by severity and category, reviews waiting, patterns, trend",
+		Example: "  hedgerow incidents digest\n  hedgerow incidents digest --weeks 8 --json",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var d store.Digest
+			if err := a.readStore(func(s *store.Store) error {
+				var err error
+				d, err = s.Digest(a.now(), weeks)
+				return err
+			}); err != nil {
+				return err
+			}
+			if digestJSON {
+				return a.printJSON(d)
+			}
+			a.printDigest(d)
+			return nil
+		},
+	}
+	digest.Flags().IntVar(&weeks, "weeks", 4, "earlier weeks to compare with")
+	digest.Flags().BoolVar(&digestJSON, "json", false, "print JSON")
+
+	cmd.AddCommand(list, show, review, export, digest)
 	cmd.AddCommand(a.retentionCommands()...) // purge, subject
 	return cmd
+}
+
+// printDigest writes the digest for a person: counts only, no pupil.
+func (a *app) printDigest(d store.Digest) {
+	w := a.stdout
+	fmt.Fprintf(w, "Week %s to %s\n\n", d.Start.Local().Format("Mon 2 Jan"), d.End.Local().Format("Mon 2 Jan 2006"))
+	fmt.Fprintf(w, "Incidents: %d (%d blocked attempts), patterns: %d\n", d.Incidents, d.Attempts, d.Patterns)
+	fmt.Fprintf(w, "Waiting for review: %d; escalated and open: %d\n\n", d.OpenReviews, d.Escalated)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SEVERITY\tINCIDENTS")
+	for _, sev := range []string{"critical", "high", "low", "none"} {
+		if n := d.BySeverity[sev]; n > 0 {
+			fmt.Fprintf(tw, "%s\t%d\n", sev, n)
+		}
+	}
+	_ = tw.Flush()
+	fmt.Fprintln(w)
+	cats := make([]string, 0, len(d.ByCategory))
+	for c := range d.ByCategory {
+		cats = append(cats, c)
+	}
+	slices.SortFunc(cats, func(x, y string) int { return cmp.Or(d.ByCategory[y]-d.ByCategory[x], strings.Compare(x, y)) })
+	fmt.Fprintln(tw, "CATEGORY\tINCIDENTS")
+	for _, c := range cats {
+		name := c
+		if cat, ok := a.tax.Lookup(c); ok {
+			name = cat.Name
+		}
+		fmt.Fprintf(tw, "%s\t%d\n", name, d.ByCategory[c])
+	}
+	_ = tw.Flush()
+	if len(d.PreviousWeek) > 0 {
+		var prev []string
+		for _, n := range d.PreviousWeek {
+			prev = append(prev, strconv.Itoa(n))
+		}
+		fmt.Fprintf(w, "\nIncidents in the weeks before (most recent first): %s\n", strings.Join(prev, ", "))
+	}
 }
 
 // viewIncidents reads incidents and audits the look, in one transaction

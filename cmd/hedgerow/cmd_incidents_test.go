@@ -58,6 +58,11 @@ func TestIncidentsCLI(t *testing.T) {
 			t.Errorf("a search term exported as a spreadsheet formula: %q", row[10])
 		}
 	}
+	out, _, code = runCLI(t, data, "", "incidents", "digest")
+	if code != 0 || !strings.Contains(out, "Incidents: 2 (3 blocked attempts)") || !strings.Contains(out, "Pornography") ||
+		strings.Contains(out, "10.0.0.7") {
+		t.Errorf("digest:\n%s", out)
+	}
 	out, _, _ = runCLI(t, data, "", "audit")
 	for _, action := range []string{"incidents-list", "incidents-review", "incidents-export"} {
 		if !strings.Contains(out, action) {
