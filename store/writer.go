@@ -1,9 +1,11 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -240,6 +242,10 @@ func (w *IncidentWriter) flush() bool {
 				plain = append(plain, in)
 			}
 		}
+		// IDs follow the time of the first attempt, so the store reads in order.
+		byFirst := func(a, b *Incident) int { return cmp.Or(a.First.Compare(b.First), strings.Compare(a.Host, b.Host)) }
+		slices.SortFunc(plain, byFirst)
+		slices.SortFunc(pats, byFirst)
 		var created []Incident
 		save := func(s *Store, ptrs []*Incident) error {
 			batch := make([]Incident, len(ptrs))
