@@ -102,22 +102,28 @@ func storm(t *testing.T, addr string, sources, hosts, repeats int) (answered int
 	return answered, lat[len(lat)*99/100]
 }
 
-// incidentTotals reads every incident and returns how many there are and
-// the attempts they hold.
-func incidentTotals(t *testing.T, data string) (incidents, attempts int) {
+// incidentTotals reads every incident and returns how many there are, the
+// attempts they hold, and how many pattern incidents stand above them.
+func incidentTotals(t *testing.T, data string) (incidents, attempts, patterns int) {
 	t.Helper()
 	// The storm's sources are ks3-ks4; the readiness probe (127.0.0.1) is not.
 	out := mustRun(t, "", "incidents", "list", "--group", "ks3-ks4", "--limit", "0", "--json", "--data", data)
 	var incs []struct {
-		Count int `json:"count"`
+		Count int    `json:"count"`
+		Rule  string `json:"rule"`
 	}
 	if err := json.Unmarshal([]byte(out), &incs); err != nil {
 		t.Fatalf("incidents list --json: %v: %.200s", err, out)
 	}
 	for _, in := range incs {
+		if in.Rule == "pattern" {
+			patterns++ // counts sites, not attempts
+			continue
+		}
+		incidents++
 		attempts += in.Count
 	}
-	return len(incs), attempts
+	return incidents, attempts, patterns
 }
 
 // TestIncidentStorm: 20,000 blocked queries from 200 sources through
@@ -142,7 +148,11 @@ func TestIncidentStorm(t *testing.T) {
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("serve did not stop cleanly: %v", err)
 	}
-	incidents, attempts := incidentTotals(t, data)
+	incidents, attempts, patterns := incidentTotals(t, data)
+	// Every source tried ten listed sites: each is a pattern.
+	if patterns != sources {
+		t.Errorf("%d pattern incidents, want one per source (%d)", patterns, sources)
+	}
 	// The blocked answers were all counted by the server; a query the
 	// client gave up on (UDP loss under load) still reached it, so the
 	// store may hold more attempts than were answered, never fewer.
@@ -179,7 +189,7 @@ func TestIncidentCrash(t *testing.T) {
 	_ = cmd.Wait()
 	cancel()
 	<-done
-	incidents, attempts := incidentTotals(t, data)
+	incidents, attempts, _ := incidentTotals(t, data)
 	if incidents == 0 || attempts == 0 {
 		t.Errorf("nothing committed before the crash: %d incidents, %d attempts", incidents, attempts)
 	}

@@ -161,9 +161,15 @@ func (w *IncidentWriter) Run(ctx context.Context) {
 // search term) within the fold window, or starts a new one.
 func (w *IncidentWriter) fold(a Attempt) {
 	k := foldKey{client: a.Client.String(), user: a.User, host: a.Host, term: a.SearchTerm, blocked: a.Blocked}
-	if in, ok := w.recent[k]; ok && a.Time.Sub(in.Last) <= w.cfg.FoldWindow && !a.Time.Before(in.First) {
+	// Attempts reach the queue from many goroutines, so their times are
+	// only roughly in order: one a little older than the incident still folds.
+	if in, ok := w.recent[k]; ok && a.Time.Sub(in.Last) <= w.cfg.FoldWindow && in.First.Sub(a.Time) <= w.cfg.FoldWindow {
 		in.Count++
-		in.Last = a.Time.UTC()
+		if t := a.Time.UTC(); t.After(in.Last) {
+			in.Last = t
+		} else if t.Before(in.First) {
+			in.First = t
+		}
 		in.Review = in.Review || NeedsReview(a)
 		if a.Intent == IntentNavigate {
 			in.Intent = IntentNavigate
