@@ -140,6 +140,8 @@ type served struct {
 	proxy   string // proxy address, 127.0.0.1:port
 	admin   string // admin base URL
 	metrics string // metrics URL
+	cmd     *exec.Cmd
+	logs    *strings.Builder // read only after cmd has exited
 }
 
 // startServeAll is startServe with every listener: DNS, the proxy and the
@@ -171,7 +173,8 @@ func startServeAll(t *testing.T, data string, extra ...string) served {
 		time.Sleep(100 * time.Millisecond)
 	}
 	admin := "http://127.0.0.1:" + strconv.Itoa(adminPort)
-	return served{dns: port, proxy: "127.0.0.1:" + strconv.Itoa(proxyPort), admin: admin, metrics: admin + "/metrics"}
+	return served{dns: port, proxy: "127.0.0.1:" + strconv.Itoa(proxyPort), admin: admin, metrics: admin + "/metrics",
+		cmd: cmd, logs: &logs}
 }
 
 // digResult is what the tests read from dig's output.

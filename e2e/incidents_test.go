@@ -29,38 +29,15 @@ import (
 	"hedgerow/store"
 )
 
-// stormServe runs hedgerow serve for the incident tests and returns its DNS
-// address and the command, so a test can stop it gracefully or kill it.
-func stormServe(t *testing.T, data, up string) (string, *exec.Cmd, *strings.Builder) {
+// stormServe runs hedgerow serve for the incident tests, without the
+// per-client rate limit (the storm is the point).
+func stormServe(t *testing.T, data, up string) served {
 	t.Helper()
-	port, adminPort, proxyPort := freePort(t), freePort(t), freePort(t)
-	// No per-client rate limit: the storm is the point.
 	cfg := filepath.Join(t.TempDir(), "hedgerow.yaml")
 	if err := os.WriteFile(cfg, []byte("dns:\n  rate_limit: 0\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(hedgerowBinary(t), "serve", "--data", data, "--config", cfg, "--dns", "127.0.0.1:"+strconv.Itoa(port),
-		"--admin", "127.0.0.1:"+strconv.Itoa(adminPort), "--proxy", "127.0.0.1:"+strconv.Itoa(proxyPort), "--upstream", up)
-	var logs strings.Builder
-	cmd.Stderr = &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("hedgerow serve logs:\n%s", logs.String())
-		}
-	})
-	deadline := time.Now().Add(20 * time.Second)
-	for dig(t, port, "-b", "127.0.0.1", "pornhub.com").status == "" {
-		if time.Now().After(deadline) {
-			t.Fatalf("hedgerow serve did not answer within 20s")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return "127.0.0.1:" + strconv.Itoa(port), cmd, &logs
+	return startServeAll(t, data, "--config", cfg, "--upstream", up)
 }
 
 // storm sends blocked queries from many loopback sources: each source asks
@@ -139,7 +116,8 @@ func TestIncidentStorm(t *testing.T) {
 	data := t.TempDir()
 	mustRun(t, "", "clients", "add", "127.1.0.0/16", "ks3-ks4", "--data", data, "--reason", "test")
 	up, _ := startUnbound(t, []string{"ready.test. 300 IN A 127.0.0.1"}, "ready.test")
-	addr, cmd, logs := stormServe(t, data, up)
+	s := stormServe(t, data, up)
+	addr, cmd, logs := "127.0.0.1:"+strconv.Itoa(s.dns), s.cmd, s.logs
 
 	const sources, hosts, repeats = 200, 10, 10
 	start := time.Now()
@@ -178,7 +156,8 @@ func TestIncidentCrash(t *testing.T) {
 	data := t.TempDir()
 	mustRun(t, "", "clients", "add", "127.1.0.0/16", "ks3-ks4", "--data", data, "--reason", "test")
 	up, _ := startUnbound(t, []string{"ready.test. 300 IN A 127.0.0.1"}, "ready.test")
-	addr, cmd, _ := stormServe(t, data, up)
+	s := stormServe(t, data, up)
+	addr, cmd := "127.0.0.1:"+strconv.Itoa(s.dns), s.cmd
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
