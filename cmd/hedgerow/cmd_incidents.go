@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"encoding/csv"
 	"fmt"
+	"io"
 	"slices"
 	"strconv"
 	"strings"
@@ -182,7 +183,7 @@ are marked for review. Every listing, view and export is recorded in the audit t
 			if digestJSON {
 				return a.printJSON(d)
 			}
-			a.printDigest(d)
+			a.writeDigest(a.stdout, d)
 			return nil
 		},
 	}
@@ -194,9 +195,8 @@ are marked for review. Every listing, view and export is recorded in the audit t
 	return cmd
 }
 
-// printDigest writes the digest for a person: counts only, no pupil.
-func (a *app) printDigest(d store.Digest) {
-	w := a.stdout
+// writeDigest writes the digest for a person: counts only, no pupil.
+func (a *app) writeDigest(w io.Writer, d store.Digest) {
 	fmt.Fprintf(w, "Week %s to %s\n\n", d.Start.Local().Format("Mon 2 Jan"), d.End.Local().Format("Mon 2 Jan 2006"))
 	fmt.Fprintf(w, "Incidents: %d (%d blocked attempts), patterns: %d\n", d.Incidents, d.Attempts, d.Patterns)
 	fmt.Fprintf(w, "Waiting for review: %d; escalated and open: %d\n\n", d.OpenReviews, d.Escalated)

@@ -163,6 +163,9 @@ func (a *app) serve(ctx context.Context, cfg Config) error {
 		a.log.Info("incident writer stopped", "attempts", st.Attempts, "incidents", st.Incidents, "dropped", st.Dropped)
 	}()
 	go a.retentionLoop(ctx, cfg.Incidents)
+	if cfg.Incidents.DigestEvery > 0 {
+		go a.digestLoop(ctx, cfg.Incidents.DigestEvery.D(), alerts)
+	}
 	srv, err := dnsfilter.New(dnsCfg, filter, metrics, recorder, a.log)
 	if err != nil {
 		return err
@@ -275,6 +278,37 @@ func (a *app) retentionLoop(ctx context.Context, c IncidentsConfig) {
 		if err != nil {
 			a.log.Error("retention purge failed; will try again", "err", err)
 			wait = time.Hour
+		}
+	}
+}
+
+// digestLoop emails the safeguarding lead the digest every period.
+func (a *app) digestLoop(ctx context.Context, every time.Duration, alerts *alert.Dispatcher) {
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		var d store.Digest
+		err := a.readStore(func(s *store.Store) error {
+			var err error
+			d, err = s.Digest(a.now(), 4)
+			return err
+		})
+		if err == nil {
+			var body strings.Builder
+			a.writeDigest(&body, d)
+			subject := fmt.Sprintf("hedgerow: safeguarding digest (%d incidents, %d waiting for review)", d.Incidents, d.OpenReviews)
+			err = alerts.SendEmail(ctx, subject, body.String())
+		}
+		switch {
+		case errors.Is(err, alert.ErrNoMail):
+			a.log.Info("the digest is ready (hedgerow incidents digest); set alerts.smtp to have it emailed")
+		case err != nil:
+			a.log.Error("digest not sent", "err", err)
 		}
 	}
 }

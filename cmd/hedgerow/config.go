@@ -48,6 +48,7 @@ type IncidentsConfig struct {
 	RetentionLow   Duration `yaml:"retention_low"`    // low-severity attempts and monitored searches are deleted after this; default 720h (30 days)
 	Retention      Duration `yaml:"retention"`        // other incidents (not escalated ones) and block-page reports; default 8760h (365 days)
 	PurgeEvery     Duration `yaml:"purge_every"`      // how often serve deletes what is past retention, then compacts; default 24h
+	DigestEvery    Duration `yaml:"digest_every"`     // how often the digest is emailed to alerts.smtp's recipients; default 168h (weekly), 0 = never
 }
 
 // ProxyConfig configures the HTTP(S) forward proxy.
@@ -164,7 +165,8 @@ func DefaultConfig() Config {
 		},
 		Incidents: IncidentsConfig{FoldWindow: Duration(10 * time.Minute), PatternCount: 5, PatternWindow: Duration(30 * time.Minute),
 			LowReviewCount: 50, QueueSize: 100_000, BatchInterval: Duration(time.Second),
-			RetentionLow: Duration(30 * 24 * time.Hour), Retention: Duration(365 * 24 * time.Hour), PurgeEvery: Duration(24 * time.Hour)},
+			RetentionLow: Duration(30 * 24 * time.Hour), Retention: Duration(365 * 24 * time.Hour), PurgeEvery: Duration(24 * time.Hour),
+			DigestEvery: Duration(7 * 24 * time.Hour)},
 		Log: LogConfig{Level: "info", Format: "text"},
 	}
 }
@@ -412,6 +414,9 @@ func (c Config) Validate() error {
 	}
 	if inc.PurgeEvery.D() < time.Minute {
 		bad("incidents.purge_every", "%s; want at least 1m, e.g. 24h", inc.PurgeEvery)
+	}
+	if inc.DigestEvery < 0 || (inc.DigestEvery > 0 && inc.DigestEvery.D() < time.Hour) {
+		bad("incidents.digest_every", "%s; want 0 (never) or at least 1h, e.g. 168h (weekly)", inc.DigestEvery)
 	}
 	if inc.BatchInterval <= 0 || inc.BatchInterval.D() > time.Minute {
 		bad("incidents.batch_interval", "%s; want a duration above 0 and at most 1m, e.g. 1s", inc.BatchInterval)

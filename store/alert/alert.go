@@ -326,6 +326,7 @@ type Dispatcher struct {
 	m        *Metrics
 	chans    []*channel
 	flushFor time.Duration
+	mail     *smtpSender // for the digest; nil without SMTP
 
 	// mu lets Run close the door: once stopped, Notify counts what it is
 	// given as dropped rather than leaving it in a queue nobody reads.
@@ -364,7 +365,8 @@ func New(cfg Config, log *slog.Logger, m *Metrics) (*Dispatcher, error) {
 		d.add(ChannelWebhook, newWebhook(d, *w))
 	}
 	if s := cfg.SMTP; s != nil {
-		d.add(ChannelSMTP, newSMTP(d, *s))
+		d.mail = newSMTP(d, *s)
+		d.add(ChannelSMTP, d.mail)
 	}
 	if s := cfg.Syslog; s != nil {
 		sl, err := newSyslog(d, *s)

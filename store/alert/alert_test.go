@@ -827,3 +827,24 @@ func hmacHex(secret, msg string) string {
 	mac.Write([]byte(msg))
 	return hex.EncodeToString(mac.Sum(nil))
 }
+
+func TestSendEmail(t *testing.T) {
+	srv := startSMTP(t)
+	d, _ := newTest(t, Config{SMTP: &SMTPConfig{Addr: srv.ln.Addr().String(), From: "hedgerow@school.example",
+		To: []string{"dsl@school.example"}}})
+	if err := d.SendEmail(context.Background(), "hedgerow: weekly digest", "Incidents: 3\n"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-srv.msgs:
+		if !strings.Contains(string(m.data), "Subject: hedgerow: weekly digest") || !strings.Contains(string(m.data), "Incidents: 3") {
+			t.Errorf("email:\n%s", m.data)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no email")
+	}
+	none, _ := newTest(t, Config{})
+	if err := none.SendEmail(context.Background(), "s", "b"); !errors.Is(err, ErrNoMail) {
+		t.Errorf("without SMTP: %v", err)
+	}
+}

@@ -130,8 +130,29 @@ func classify(err error) error {
 	return err
 }
 
+// ErrNoMail is returned by SendEmail when no SMTP server is configured.
+var ErrNoMail = errors.New("no SMTP server configured (alerts.smtp)")
+
+// SendEmail sends one plain-text email to the alert recipients at once, in
+// the caller's goroutine (the weekly digest): the caller decides whether to
+// try again.
+func (d *Dispatcher) SendEmail(ctx context.Context, subject, body string) error {
+	if d.mail == nil {
+		return ErrNoMail
+	}
+	if err := d.mail.converse(ctx, d.mail.compose("digest", subject, body)); err != nil {
+		return fmt.Errorf("smtp %s: %w", d.mail.cfg.Addr, err)
+	}
+	return nil
+}
+
 // message is the email: short plain text, no identity in the subject.
 func (s *smtpSender) message(p payload) []byte {
+	return s.compose(fmt.Sprintf("alert-%d", p.ID), s.d.subject(p), s.d.body(p))
+}
+
+// compose builds a plain-text email; tag goes into the Message-ID.
+func (s *smtpSender) compose(tag, subject, body string) []byte {
 	var b strings.Builder
 	to := make([]string, len(s.to))
 	for i, a := range s.to {
@@ -142,9 +163,9 @@ func (s *smtpSender) message(p payload) []byte {
 	h := func(k, v string) { b.WriteString(k + ": " + v + "\r\n") }
 	h("From", s.from.String())
 	h("To", strings.Join(to, ", "))
-	h("Subject", mime.QEncoding.Encode("utf-8", s.d.subject(p)))
+	h("Subject", mime.QEncoding.Encode("utf-8", subject))
 	h("Date", time.Now().Format(time.RFC1123Z))
-	h("Message-ID", fmt.Sprintf("<hedgerow-alert-%d-%s@%s>", p.ID, hex.EncodeToString(id), s.heloName))
+	h("Message-ID", fmt.Sprintf("<hedgerow-%s-%s@%s>", tag, hex.EncodeToString(id), s.heloName))
 	h("Auto-Submitted", "auto-generated")
 	h("MIME-Version", "1.0")
 	h("Content-Type", "text/plain; charset=utf-8")
@@ -153,7 +174,7 @@ func (s *smtpSender) message(p payload) []byte {
 	h("Content-Transfer-Encoding", "quoted-printable")
 	b.WriteString("\r\n")
 	qp := quotedprintable.NewWriter(&b)
-	_, _ = qp.Write([]byte(strings.ReplaceAll(s.d.body(p), "\n", "\r\n")))
+	_, _ = qp.Write([]byte(strings.ReplaceAll(body, "\n", "\r\n")))
 	_ = qp.Close()
 	return []byte(b.String())
 }
