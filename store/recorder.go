@@ -46,9 +46,10 @@ type Recorder interface {
 	Record(Attempt)
 }
 
-// MemoryRecorder keeps the most recent attempts in a bounded ring, until the
-// durable incident writer replaces it. When the ring is full the oldest
-// attempt is overwritten and counted, never lost silently.
+// MemoryRecorder keeps the most recent attempts in a bounded ring in memory:
+// for tests and tools that need a Recorder without a database (serve uses
+// the IncidentWriter). When the ring is full the oldest attempt is
+// overwritten and counted, never lost silently.
 type MemoryRecorder struct {
 	mu      sync.Mutex
 	ring    []Attempt
