@@ -574,3 +574,6 @@ func ParseUpstreams(list string) ([]Upstream, error) {
 	}
 	return out, nil
 }
+
+// ProbeUpstreams asks each upstream whether it answers now (for /readyz).
+func (s *Server) ProbeUpstreams(ctx context.Context) []UpstreamHealth { return s.fwd.Probe(ctx) }

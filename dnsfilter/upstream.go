@@ -875,3 +875,43 @@ func (p *fwdPool) idleCount() int {
 	defer p.mu.Unlock()
 	return len(p.idle)
 }
+
+// UpstreamHealth is one upstream's answer to a health probe.
+type UpstreamHealth struct {
+	Upstream string        `json:"upstream"`
+	OK       bool          `json:"ok"`
+	RTT      time.Duration `json:"rtt_ns"`
+	Error    string        `json:"error,omitempty"`
+}
+
+// Probe asks every upstream, one by one, for the root's NS records, so a
+// health check can say which answer now. It does not count in Stats.
+func (f *Forwarder) Probe(ctx context.Context) []UpstreamHealth {
+	q := new(dns.Msg)
+	q.SetQuestion(".", dns.TypeNS)
+	q.RecursionDesired = true
+	out := make([]UpstreamHealth, len(f.ups))
+	packed, err := q.Pack()
+	for i, u := range f.ups {
+		out[i].Upstream = u.name
+		if err != nil {
+			out[i].Error = err.Error()
+			continue
+		}
+		frame := make([]byte, 2+len(packed))
+		binary.BigEndian.PutUint16(frame, uint16(len(packed)))
+		copy(frame[2:], packed)
+		start := time.Now()
+		m, _, err := f.tryUpstream(ctx, u, &fwdTry{frame: frame, opcode: q.Opcode, q: q.Question[0]})
+		out[i].RTT = time.Since(start)
+		switch {
+		case err != nil:
+			out[i].Error = err.Error()
+		case m.Rcode == dns.RcodeServerFailure || m.Rcode == dns.RcodeRefused:
+			out[i].Error = "answered " + dns.RcodeToString[m.Rcode]
+		default:
+			out[i].OK = true
+		}
+	}
+	return out
+}

@@ -106,7 +106,11 @@ func (w *IncidentWriter) Record(a Attempt) {
 
 // WriterStats are the writer's counters.
 type WriterStats struct {
-	Queued, Dropped, Attempts, Incidents, Failures uint64
+	Queued    uint64 `json:"queued"`    // attempts waiting now
+	Dropped   uint64 `json:"dropped"`   // attempts lost to a full queue
+	Attempts  uint64 `json:"attempts"`  // attempts committed
+	Incidents uint64 `json:"incidents"` // incidents created
+	Failures  uint64 `json:"failures"`  // commits that failed and were retried
 }
 
 // Stats returns the writer's counters.

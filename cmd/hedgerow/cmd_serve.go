@@ -185,7 +185,8 @@ func (a *app) serve(ctx context.Context, cfg Config) error {
 			return err
 		}
 	}
-	admin := &http.Server{Addr: cfg.Admin, Handler: adminMux(reg, pac), ReadHeaderTimeout: 5 * time.Second}
+	h := &health{a: a, started: start, filter: filter, dns: srv, writer: recorder}
+	admin := &http.Server{Addr: cfg.Admin, Handler: adminMux(reg, pac, h), ReadHeaderTimeout: 5 * time.Second}
 	adminLn, err := net.Listen("tcp", cfg.Admin)
 	if err != nil {
 		return fmt.Errorf("serve: admin listener %s: %w", cfg.Admin, err)
@@ -369,9 +370,12 @@ func (a *app) newProxy(cfg Config, filter *categories.Filter, dns *dnsfilter.Ser
 	return px, pac, nil
 }
 
-// adminMux serves /metrics and the PAC file; the admin UI joins it in a later release.
-func adminMux(reg *prometheus.Registry, pac []byte) http.Handler {
+// adminMux serves /metrics, /healthz, /readyz and the PAC file; the admin UI
+// joins it in a later release.
+func adminMux(reg *prometheus.Registry, pac []byte, h *health) http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", h.healthz)
+	mux.HandleFunc("GET /readyz", h.readyz)
 	if pac != nil {
 		servePAC := func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", proxy.PACContentType)

@@ -114,6 +114,7 @@ it is created with a starter policy and starter lists on first use.`,
 		a.usersCommand(),
 		a.reportsCommand(),
 		a.incidentsCommand(),
+		a.statusCommand(),
 		a.caCommand(),
 	)
 	return root
