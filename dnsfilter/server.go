@@ -124,6 +124,9 @@ func New(cfg Config, filter *categories.Filter, metrics *Metrics, recorder store
 		return nil, fmt.Errorf("dns filter: %w", err)
 	}
 	fwd.SetObserver(metrics.observeUpstream)
+	for _, u := range cfg.Upstreams {
+		metrics.upstreamEr.WithLabelValues(u.String()) // an error rate starts from 0, not from absent
+	}
 	s := &Server{
 		cfg:      cfg,
 		filter:   filter,

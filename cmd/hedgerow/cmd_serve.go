@@ -176,7 +176,8 @@ func (a *app) serve(ctx context.Context, cfg Config) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go a.reloadLoop(ctx, filter, load)
+	reloadFailures := watchFilter(reg, filter)
+	go a.reloadLoop(ctx, filter, load, reloadFailures)
 
 	var px *proxy.Server
 	var pac []byte
@@ -314,6 +315,21 @@ func (a *app) digestLoop(ctx context.Context, every time.Duration, alerts *alert
 	}
 }
 
+// watchFilter exports the lists in service; the returned counter counts
+// failed reloads.
+func watchFilter(reg prometheus.Registerer, f *categories.Filter) prometheus.Counter {
+	failures := prometheus.NewCounter(prometheus.CounterOpts{Name: "hedgerow_reload_failures_total",
+		Help: "Reloads of the lists and policy that failed (the previous ones stayed in service)."})
+	reg.MustRegister(failures,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hedgerow_index_entries", Help: "List entries in service."},
+			func() float64 { return float64(f.Current().Index().Len()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hedgerow_index_loaded_timestamp_seconds",
+			Help: "When the lists in service were loaded (Unix time)."},
+			func() float64 { t, _, _ := f.Status(); return float64(t.Unix()) }),
+	)
+	return failures
+}
+
 // watchWriter exports the incident writer's counters.
 func watchWriter(reg prometheus.Registerer, w *store.IncidentWriter) {
 	counter := func(name, help string, f func(store.WriterStats) uint64) prometheus.Collector {
@@ -444,7 +460,7 @@ func (a *app) loadState(logins *accountLogins) (*categories.Snapshot, error) {
 // reloadLoop swaps in a new snapshot when the database changes (an edit
 // through the CLI) or on SIGHUP. A failed reload keeps the last good lists in
 // service and is logged.
-func (a *app) reloadLoop(ctx context.Context, filter *categories.Filter, load func() (*categories.Snapshot, error)) {
+func (a *app) reloadLoop(ctx context.Context, filter *categories.Filter, load func() (*categories.Snapshot, error), failures prometheus.Counter) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -466,6 +482,7 @@ func (a *app) reloadLoop(ctx context.Context, filter *categories.Filter, load fu
 		start := time.Now()
 		if err := filter.Reload(load); err != nil {
 			a.log.Error("reload failed", "err", err)
+			failures.Inc()
 			lastMod = time.Time{} // try again at the next tick
 			continue
 		}
