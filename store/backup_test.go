@@ -339,7 +339,7 @@ func TestRotateBackups(t *testing.T) {
 	}
 }
 
-func TestVerifyFileOlderSchemaAndInfo(t *testing.T) {
+func TestVerifyFileMatchesInfo(t *testing.T) {
 	path := newDB(t)
 	info, err := VerifyFile(path, testTax)
 	if err != nil {

@@ -117,6 +117,7 @@ it is created with a starter policy and starter lists on first use.`,
 		a.statusCommand(),
 		a.caCommand(),
 	)
+	root.AddCommand(a.backupCommands()...)
 	return root
 }
 
