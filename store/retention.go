@@ -324,7 +324,7 @@ func (s *Store) Compact() error {
 	// Retire the old file: zero both meta pages (0 and 1) so a waiter that
 	// opened it before the rename cannot use it. This Store's own mapping of
 	// it is not read again.
-	if _, err := old.WriteAt(make([]byte, 2*s.db.Info().PageSize), 0); err != nil {
+	if err := retireFile(old); err != nil {
 		later = append(later, fmt.Errorf("retire the old file: %w", err))
 	}
 	if err := s.db.Close(); err != nil {

@@ -600,7 +600,7 @@ func (s *smtpServer) serve(conn net.Conn) {
 			reply("221 bye")
 			return
 		default:
-			ok = reply("502 not implemented")
+			ok = reply("502 5.5.2 command not recognised")
 		}
 		if !ok {
 			return
