@@ -98,6 +98,9 @@ type PolicyChange struct {
 	Action string // e.g. "groups allow ks2 example.com"
 	Reason string
 	Apply  func(p *categories.Policy) (subject string, err error)
+	// Version, when not 0, is the PolicyVersion the editor saw: the change
+	// is refused with ErrConflict if the policy has changed since.
+	Version uint64
 }
 
 // UpdatePolicy applies a change in one transaction: the policy is read,
@@ -108,6 +111,9 @@ func (s *Store) UpdatePolicy(actor string, c PolicyChange) error {
 		return fmt.Errorf("%s: a reason is required (schools must record why a policy changes)", c.Action)
 	}
 	return s.db.Update(func(tx *bolt.Tx) error {
+		if c.Version != 0 && c.Version != policyVersion(tx) {
+			return fmt.Errorf("%s: %w", c.Action, ErrConflict)
+		}
 		p, err := readPolicy(tx)
 		if err != nil {
 			return err
@@ -123,6 +129,9 @@ func (s *Store) UpdatePolicy(actor string, c PolicyChange) error {
 			return fmt.Errorf("%s: %w", c.Action, err)
 		}
 		if err := putPolicy(tx, p); err != nil {
+			return err
+		}
+		if err := bumpPolicyVersion(tx); err != nil {
 			return err
 		}
 		return s.audit(tx, actor, c.Action, subject, policySection(before, subject), policySection(p, subject), c.Reason)

@@ -27,7 +27,7 @@ var ErrNeedsMigration = errors.New("database needs initialising or migrating; op
 
 // SchemaVersion is the version this binary writes. Opening a database with a
 // newer one is refused; older ones are migrated in place.
-const SchemaVersion = 2
+const SchemaVersion = 3
 
 // magic marks a bbolt file as hedgerow's.
 const magic = "hedgerow"
@@ -45,7 +45,7 @@ var (
 	bIncidents  = []byte("incidents")
 	bReports    = []byte("reports") // schema 2
 
-	allBuckets = [][]byte{bMeta, bCategories, bFeeds, bEntries, bGroups, bClients, bSettings, bUsers, bAudit, bIncidents, bReports}
+	allBuckets = [][]byte{bMeta, bCategories, bFeeds, bEntries, bGroups, bClients, bSettings, bUsers, bAudit, bIncidents, bReports, bTokens}
 
 	kMagic   = []byte("magic")
 	kSchema  = []byte("schema")
@@ -199,6 +199,12 @@ func (s *Store) prepare(opts Options) error {
 	case "new":
 		return s.initialise(opts.Defaults)
 	case "migrate":
+		// The file is copied before it is changed, so an upgrade that goes
+		// wrong (or a school that must go back to the older hedgerow) has
+		// the database exactly as the older version left it.
+		if _, err := s.BackupFile(s.path + ".pre-upgrade"); err != nil {
+			return fmt.Errorf("backup before migrating: %w (nothing was changed)", err)
+		}
 		return s.migrate()
 	}
 	return s.syncCategories()
@@ -242,6 +248,7 @@ func (s *Store) initialise(d Defaults) error {
 // as the version bump, so a failed migration leaves the file as it was.
 var migrations = map[uint32]func(tx *bolt.Tx) error{
 	1: addReportsBucket,
+	2: addTokensBucket,
 }
 
 func (s *Store) migrate() error {

@@ -663,6 +663,11 @@ func TestOpenMigratesOlderSchema(t *testing.T) {
 				}
 				return nil
 			})
+			// The file as the older version left it was kept before migrating.
+			info, err := VerifyFile(path+".pre-upgrade", testTax)
+			if err != nil || info.Schema != SchemaVersion-1 {
+				t.Errorf("pre-upgrade backup: %+v, %v; want a schema %d copy", info, err, SchemaVersion-1)
+			}
 		})
 	}
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"cmp"
-	"encoding/csv"
 	"fmt"
 	"io"
 	"slices"
@@ -145,20 +144,7 @@ are marked for review. Every listing, view and export is recorded in the audit t
 			if format == "json" {
 				return a.printJSON(incs)
 			}
-			w := csv.NewWriter(a.stdout)
-			_ = w.Write([]string{"id", "first", "last", "count", "channel", "device", "user", "group", "host", "url", "search_term",
-				"category", "severity", "rule", "intent", "review", "state", "notes"})
-			for _, in := range incs {
-				var notes []string
-				for _, n := range in.Notes {
-					notes = append(notes, n.Time.Format(time.RFC3339)+" "+n.Actor+" "+n.State+": "+n.Text)
-				}
-				_ = w.Write([]string{strconv.FormatUint(in.ID, 10), in.First.Format(time.RFC3339), in.Last.Format(time.RFC3339),
-					strconv.Itoa(in.Count), in.Channel, in.Client, in.User, in.Group, in.Host, csvSafe(in.URL), csvSafe(in.SearchTerm),
-					in.Category, in.Severity, in.Rule, in.Intent, strconv.FormatBool(in.Review), in.State, csvSafe(strings.Join(notes, " | "))})
-			}
-			w.Flush()
-			return w.Error()
+			return store.WriteIncidentsCSV(a.stdout, incs)
 		},
 	}
 	filterFlags(export)
@@ -274,14 +260,6 @@ func parseWhen(s string, now time.Time) (time.Time, error) {
 		}
 	}
 	return time.Time{}, fmt.Errorf("%q: want a date (2006-01-02), a time (RFC 3339) or how long ago (24h, 7d)", s)
-}
-
-// csvSafe stops a spreadsheet from running a pupil's search term as a formula.
-func csvSafe(s string) string {
-	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
-		return "'" + s
-	}
-	return s
 }
 
 func dash(s string) string {

@@ -177,7 +177,8 @@ func (a *app) serve(ctx context.Context, cfg Config) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	reloadFailures := watchFilter(reg, filter)
-	go a.reloadLoop(ctx, filter, load, reloadFailures)
+	reloadNow := make(chan struct{}, 1)
+	go a.reloadLoop(ctx, filter, load, reloadFailures, reloadNow)
 
 	var px *proxy.Server
 	var pac []byte
@@ -187,13 +188,23 @@ func (a *app) serve(ctx context.Context, cfg Config) error {
 		}
 	}
 	h := &health{a: a, started: start, filter: filter, dns: srv, writer: recorder}
-	admin := &http.Server{Addr: cfg.Admin, Handler: adminMux(reg, pac, h), ReadHeaderTimeout: 5 * time.Second}
+	ui, err := a.newAdminUI(cfg, filter, h, reg, reloadNow)
+	if err != nil {
+		return err
+	}
+	admin := &http.Server{Addr: cfg.Admin, Handler: ui.Handler(adminMux(reg, pac, h)), ReadHeaderTimeout: 5 * time.Second}
 	adminLn, err := net.Listen("tcp", cfg.Admin)
 	if err != nil {
 		return fmt.Errorf("serve: admin listener %s: %w", cfg.Admin, err)
 	}
 	adminErr := make(chan error, 1)
-	go func() { adminErr <- admin.Serve(adminLn) }()
+	go func() {
+		if cfg.AdminUI.TLSCert != "" {
+			adminErr <- admin.ServeTLS(adminLn, cfg.AdminUI.TLSCert, cfg.AdminUI.TLSKey)
+			return
+		}
+		adminErr <- admin.Serve(adminLn)
+	}()
 	defer func() {
 		shut, done := context.WithTimeout(context.Background(), 5*time.Second)
 		defer done()
@@ -387,7 +398,7 @@ func (a *app) newProxy(cfg Config, filter *categories.Filter, dns *dnsfilter.Ser
 }
 
 // adminMux serves /metrics, /healthz, /readyz and the PAC file; the admin UI
-// joins it in a later release.
+// sits in front of it (admin.Server.Handler).
 func adminMux(reg *prometheus.Registry, pac []byte, h *health) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", h.healthz)
@@ -460,11 +471,13 @@ func (a *app) loadState(logins *accountLogins) (*categories.Snapshot, error) {
 // reloadLoop swaps in a new snapshot when the database changes (an edit
 // through the CLI) or on SIGHUP. A failed reload keeps the last good lists in
 // service and is logged.
-func (a *app) reloadLoop(ctx context.Context, filter *categories.Filter, load func() (*categories.Snapshot, error), failures prometheus.Counter) {
+func (a *app) reloadLoop(ctx context.Context, filter *categories.Filter, load func() (*categories.Snapshot, error), failures prometheus.Counter, now <-chan struct{}) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	tick := time.NewTicker(2 * time.Second)
+	// The database file is watched often: a stat is cheap, and an edit from
+	// the CLI should take effect within a second too.
+	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
 	lastMod := modTime(a.dbPath())
 	for {
@@ -472,6 +485,8 @@ func (a *app) reloadLoop(ctx context.Context, filter *categories.Filter, load fu
 		case <-ctx.Done():
 			return
 		case <-hup:
+		case <-now:
+			lastMod = modTime(a.dbPath())
 		case <-tick.C:
 			m := modTime(a.dbPath())
 			if m.Equal(lastMod) {

@@ -29,12 +29,22 @@ import (
 // validate: apply the flags first, then call Validate.
 type Config struct {
 	Data      string          `yaml:"data"`  // data directory (default: $HEDGEROW_DATA, else ./hedgerow-data)
-	Admin     string          `yaml:"admin"` // listener for /metrics (and later the admin UI), default 127.0.0.1:9153
+	Admin     string          `yaml:"admin"` // listener for the admin UI and API, /metrics, health and the PAC file; default 127.0.0.1:9153
+	AdminUI   AdminUIConfig   `yaml:"admin_ui"`
 	DNS       DNSConfig       `yaml:"dns"`
 	Proxy     ProxyConfig     `yaml:"proxy"`
 	Incidents IncidentsConfig `yaml:"incidents"`
 	Alerts    AlertSettings   `yaml:"alerts"`
 	Log       LogConfig       `yaml:"log"`
+}
+
+// AdminUIConfig tunes the admin web UI and API.
+type AdminUIConfig struct {
+	Hosts       []string `yaml:"hosts"`        // host names staff use to reach the UI (besides localhost and IP addresses); others are refused
+	SessionIdle Duration `yaml:"session_idle"` // log out after this long unused; default 30m
+	SessionMax  Duration `yaml:"session_max"`  // log out after this long in any case; default 12h
+	TLSCert     string   `yaml:"tls_cert"`     // PEM certificate and key: serve the admin listener over HTTPS (needed off loopback)
+	TLSKey      string   `yaml:"tls_key"`
 }
 
 // IncidentsConfig tunes how blocked attempts become incidents.
@@ -167,7 +177,8 @@ func DefaultConfig() Config {
 			LowReviewCount: 50, QueueSize: 100_000, BatchInterval: Duration(time.Second),
 			RetentionLow: Duration(30 * 24 * time.Hour), Retention: Duration(365 * 24 * time.Hour), PurgeEvery: Duration(24 * time.Hour),
 			DigestEvery: Duration(7 * 24 * time.Hour)},
-		Log: LogConfig{Level: "info", Format: "text"},
+		AdminUI: AdminUIConfig{SessionIdle: Duration(30 * time.Minute), SessionMax: Duration(12 * time.Hour)},
+		Log:     LogConfig{Level: "info", Format: "text"},
 	}
 }
 
@@ -292,6 +303,18 @@ func (c Config) Validate() error {
 	}
 	if err := checkListenAddr(c.Admin, "127.0.0.1:9153"); err != nil {
 		bad("admin", "%v", err)
+	}
+	ui := c.AdminUI
+	if ui.SessionIdle <= 0 || ui.SessionMax < ui.SessionIdle {
+		bad("admin_ui", "session_idle %s and session_max %s: want both above 0, session_max at least session_idle", ui.SessionIdle, ui.SessionMax)
+	}
+	if (ui.TLSCert == "") != (ui.TLSKey == "") {
+		bad("admin_ui.tls_cert", "give both tls_cert and tls_key, or neither")
+	}
+	for i, h := range ui.Hosts {
+		if h == "" || strings.ContainsAny(h, ":/ ") {
+			bad(fmt.Sprintf("admin_ui.hosts[%d]", i), "%q: want a host name such as filter.school.example, without port or scheme", h)
+		}
 	}
 
 	d := c.DNS

@@ -1,0 +1,80 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"hedgerow/admin"
+	"hedgerow/categories"
+	"hedgerow/store"
+)
+
+// newAdminUI builds the admin UI and API for serve. Edits made there reach
+// the running filter through reloadNow, within a second.
+func (a *app) newAdminUI(cfg Config, filter *categories.Filter, h *health, reg prometheus.Registerer, reloadNow chan<- struct{}) (*admin.Server, error) {
+	if err := a.ensureFirstAdmin(); err != nil {
+		return nil, err
+	}
+	return admin.New(admin.Config{Hosts: cfg.AdminUI.Hosts, SessionIdle: cfg.AdminUI.SessionIdle.D(), SessionMax: cfg.AdminUI.SessionMax.D()},
+		admin.Deps{
+			Read:   a.readStore,
+			Write:  a.writeExisting,
+			Filter: filter,
+			Changed: func() {
+				select {
+				case reloadNow <- struct{}{}:
+				default: // a reload is already due
+				}
+			},
+			Health:  func(ctx context.Context) admin.FilterHealth { return adminHealth(h.check(ctx)) },
+			Log:     a.log,
+			Now:     a.now,
+			Metrics: reg,
+		})
+}
+
+func adminHealth(r Readiness) admin.FilterHealth {
+	fh := admin.FilterHealth{Ready: r.Ready, Problems: r.Problems, Version: r.Version, Entries: r.Lists.Entries,
+		LoadedAt: r.Lists.LoadedAt, Queue: int(r.Incidents.Queued), Dropped: r.Incidents.Dropped}
+	for _, u := range r.Upstreams {
+		fh.Upstreams = append(fh.Upstreams, admin.UpstreamStatus{Name: u.Upstream, OK: u.OK, Error: u.Error})
+	}
+	return fh
+}
+
+// ensureFirstAdmin makes sure someone can log in: with no account holding
+// the admin role, it creates "admin" with a random password and prints it
+// once to the log (and never again: only its hash is kept).
+func (a *app) ensureFirstAdmin() error {
+	return a.withStore(func(s *store.Store) error {
+		users, err := s.Users()
+		if err != nil {
+			return err
+		}
+		if slices.ContainsFunc(users, func(u store.User) bool { return slices.Contains(u.Roles, store.RoleAdmin) && !u.Disabled }) {
+			return nil
+		}
+		var b [15]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return err
+		}
+		password := base64.RawURLEncoding.EncodeToString(b[:])
+		name := "admin"
+		err = s.AddUser("hedgerow", "first start: no administrator account existed", store.User{Name: name, Roles: []string{store.RoleAdmin}}, password)
+		if errors.Is(err, store.ErrUserExists) {
+			return fmt.Errorf("serve: no enabled account has the admin role, and the name %q is taken: give one the role with hedgerow users", name)
+		}
+		if err != nil {
+			return err
+		}
+		a.log.Warn("first start: created the admin UI account; log in and change this password (it is not shown again)",
+			"user", name, "password", password)
+		return nil
+	})
+}
