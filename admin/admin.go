@@ -89,6 +89,8 @@ type Server struct {
 
 	keyMu sync.Mutex
 	key   []byte // pseudonym key, see pseudonymKey
+
+	imports importJobs // background list imports (lists.go); the zero value is ready
 }
 
 // New builds the admin server.
@@ -147,13 +149,13 @@ func New(cfg Config, d Deps) (*Server, error) {
 // health, the PAC file) to next.
 func (s *Server) Handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if h, pattern := s.mux.Handler(r); pattern != "" {
+		if _, pattern := s.mux.Handler(r); pattern != "" {
 			if !s.hostAllowed(r.Host) {
-				http.Error(w, fmt.Sprintf("hedgerow admin: the host name %q is not one this UI answers to; add it to admin.hosts in the configuration", r.Host), http.StatusMisdirectedRequest)
+				http.Error(w, fmt.Sprintf("hedgerow admin: the host name %q is not one this UI answers to; add it to admin_ui.hosts in the configuration", r.Host), http.StatusMisdirectedRequest)
 				return
 			}
 			securityHeaders(w)
-			h.ServeHTTP(w, r)
+			s.mux.ServeHTTP(w, r) // (not the Handler's result: only ServeHTTP sets path values)
 			return
 		}
 		next.ServeHTTP(w, r)

@@ -88,10 +88,11 @@ func parseDate(v string, endOfDay bool) (time.Time, error) {
 }
 
 type incidentList struct {
-	Incidents []incidentView `json:"incidents"`
-	Filter    map[string]string
-	States    []string
-	Rule      string
+	Incidents  []incidentView `json:"incidents"`
+	Filter     map[string]string
+	States     []string
+	Severities []string
+	Rule       string
 }
 
 // readIncidents reads incidents and, when the caller sees identities,
@@ -175,7 +176,8 @@ func (s *Server) incidents(c *call) (reply, error) {
 		filter[k] = c.value(k)
 	}
 	return reply{page: "incidents.html", title: "Incidents",
-		data: incidentList{Incidents: views, Filter: filter, States: []string{store.StateNew, store.StateReviewed, store.StateEscalated, store.StateDismissed}, Rule: rule}}, nil
+		data: incidentList{Incidents: views, Filter: filter, States: []string{store.StateNew, store.StateReviewed, store.StateEscalated, store.StateDismissed},
+			Severities: []string{"critical", "high", "low"}, Rule: rule}}, nil
 }
 
 type incidentDetail struct {

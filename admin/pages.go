@@ -7,7 +7,7 @@ import "net/http"
 // its role being checked.
 func (s *Server) routes() []route {
 	const get, post = http.MethodGet, http.MethodPost
-	return []route{
+	routes := []route{
 		{get, "/login", rolePublic, true, false, s.loginPage},
 		{post, "/login", rolePublic, true, false, s.login},
 		{post, "/logout", roleAny, true, false, s.logout},
@@ -26,4 +26,7 @@ func (s *Server) routes() []route {
 		{post, "/account/tokens/{id}/revoke", roleAny, true, true, s.revokeToken},
 		{post, "/account/password", roleAny, true, true, s.changePassword},
 	}
+	// Each page file adds its own routes here.
+	routes = append(routes, s.listRoutes()...)
+	return routes
 }

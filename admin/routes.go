@@ -114,7 +114,7 @@ func (s *Server) handle(rt route) {
 // the handler, then the answer in the form the caller wants.
 func (s *Server) serve(rt route, w http.ResponseWriter, r *http.Request, api bool) {
 	c := &call{s: s, w: w, r: r, api: api}
-	if r.TLS == nil && !(rt.role == rolePublic && r.Method == http.MethodGet) && !fromLoopback(r) {
+	if r.TLS == nil && !(rt.path == "/policy" && r.Method == http.MethodGet) && !fromLoopback(r) {
 		// Passwords, session cookies and pupils' names must not cross the
 		// network in clear.
 		s.fail(c, &httpError{http.StatusForbidden, "the admin UI answers over plain HTTP only on this server itself; set admin_ui.tls_cert and tls_key to use it from the network"})
