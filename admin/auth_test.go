@@ -255,7 +255,9 @@ func TestIncidentsPseudonymisedAndAudited(t *testing.T) {
 			Group: "ks3-ks4", Host: "self-harm.example", URL: "https://self-harm.example/how?q=" + xss[0], SearchTerm: xss[1],
 			Category: "self-harm", Severity: "high", Rule: "list", Blocked: true, Review: true, State: store.StateNew}})
 	})
-	e.write(func(s *store.Store) error { return s.ReviewIncident("dora", 1, store.StateEscalated, "spoke to "+xss[2]) })
+	e.write(func(s *store.Store) error {
+		return s.ReviewIncident("dora", 1, store.StateEscalated, "spoke to "+xss[2])
+	})
 	_, viewer := e.browser().login("vic").get("/incidents/1")
 	for _, secret := range []string{"10.9.8.7", "jsmith", "self-harm.example/how", "spoke to"} {
 		if strings.Contains(viewer, secret) {

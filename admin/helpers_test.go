@@ -65,8 +65,8 @@ func newTestEnv(t *testing.T) *testEnv {
 		t.Fatal(err)
 	}
 	e.srv, err = New(Config{LoginFailures: 5}, Deps{
-		Read:  func(fn func(*store.Store) error) error { return e.open(true, fn) },
-		Write: func(fn func(*store.Store) error) error { return e.open(false, fn) },
+		Read:   func(fn func(*store.Store) error) error { return e.open(true, fn) },
+		Write:  func(fn func(*store.Store) error) error { return e.open(false, fn) },
 		Filter: e.filter,
 		Changed: func() {
 			e.changed.Add(1)
