@@ -45,6 +45,7 @@ func (s *Server) viewOf(in store.Incident, key []byte, identities bool) incident
 	}
 	v.NotesHidden = len(in.Notes)
 	v.Notes = nil
+	v.Context = nil // what the pupil browsed before is theirs, for the DSL only
 	return v
 }
 

@@ -43,10 +43,11 @@ const (
 	RuleCategory                 // a category the group blocks
 	RuleNotApproved              // allowlist mode and the site is not approved
 	RuleApproved                 // allowlist mode and the site is approved
+	RuleRestricted               // the device is restricted to approved sites for a while, after a pattern of attempts
 )
 
 var ruleNames = [...]string{"default", "unknown-group", "critical", "locked", "group-deny", "group-allow",
-	"school-deny", "school-allow", "category", "not-approved", "approved"}
+	"school-deny", "school-allow", "category", "not-approved", "approved", "restricted"}
 
 // String returns the rule's short name, as in JSON output.
 func (r Rule) String() string { return ruleNames[r] }
@@ -105,6 +106,8 @@ func (v Verdict) Reason() string {
 		return fmt.Sprintf("blocked: group %s may only visit approved sites, and this one is not approved", v.Group)
 	case RuleApproved:
 		return fmt.Sprintf("allowed: %s is approved (%s) for group %s", m, cat, v.Group)
+	case RuleRestricted:
+		return "blocked: after a pattern of blocked attempts, this device may only visit approved sites for a while"
 	}
 	if v.Cats != 0 {
 		return fmt.Sprintf("allowed: listed, but in no category that group %s blocks%s", v.Group, sched)
@@ -123,6 +126,10 @@ type Snapshot struct {
 	loc      *time.Location
 	critical Mask
 	policy   Policy
+	// restrictedApproved is what a restricted device of a group without
+	// approved categories may still reach.
+	restrictedApproved Mask
+	noise              Mask // adverts and trackers
 }
 
 // NewSnapshot compiles a policy against an index.
@@ -132,6 +139,12 @@ func NewSnapshot(t *Taxonomy, idx *Index, p Policy) (*Snapshot, error) {
 	}
 	s := &Snapshot{tax: t, index: idx, policy: p,
 		critical: t.SeverityMask(SeverityCritical)}
+	for _, slug := range []string{"education", "kids"} {
+		if m, err := t.MaskOf(slug); err == nil {
+			s.restrictedApproved |= m
+		}
+	}
+	s.noise, _ = t.MaskOf("advertising")
 	for _, g := range p.Groups {
 		cg, err := compileGroup(t, g)
 		if err != nil {
@@ -228,6 +241,18 @@ func (s *Snapshot) GroupFor(addr netip.Addr) (group string, ok bool) {
 //
 // It takes no lock and allocates nothing.
 func (s *Snapshot) Decide(group, host, path string, now time.Time) Verdict {
+	return s.decide(group, host, path, now, false)
+}
+
+// DecideRestricted decides as Decide does for a device that a pattern of
+// attempts has restricted: the group's policy applies, and everything it
+// would allow must also be approved, as in allowlist mode (the group's
+// approved categories, or education and children's sites when it has none).
+func (s *Snapshot) DecideRestricted(group, host, path string, now time.Time) Verdict {
+	return s.decide(group, host, path, now, true)
+}
+
+func (s *Snapshot) decide(group, host, path string, now time.Time, restricted bool) Verdict {
 	v := Verdict{Group: group}
 	g := s.group(group)
 	if g == nil {
@@ -264,13 +289,20 @@ func (s *Snapshot) Decide(group, host, path string, now time.Time) Verdict {
 	if hit := cats & blocked; hit != 0 {
 		return s.blockBy(v, RuleCategory, hit, host, path)
 	}
-	if g.mode == ModeAllowlist {
-		if ok := cats & g.approved; ok != 0 {
+	if g.mode == ModeAllowlist || restricted {
+		approved := g.approved
+		if restricted && approved == 0 {
+			approved = s.restrictedApproved
+		}
+		if ok := cats & approved; ok != 0 {
 			v = s.attribute(v, ok, host, path, false)
 			v.Action, v.Rule = Allow, RuleApproved
 			return v
 		}
 		v.Action, v.Rule = Block, RuleNotApproved
+		if restricted {
+			v.Rule = RuleRestricted
+		}
 		return v
 	}
 	return v

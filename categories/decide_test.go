@@ -441,6 +441,7 @@ func TestRuleAndActionString(t *testing.T) {
 		RuleDefault: "default", RuleUnknownGroup: "unknown-group", RuleCritical: "critical", RuleLocked: "locked",
 		RuleGroupDeny: "group-deny", RuleGroupAllow: "group-allow", RuleSchoolDeny: "school-deny",
 		RuleSchoolAllow: "school-allow", RuleCategory: "category", RuleNotApproved: "not-approved", RuleApproved: "approved",
+		RuleRestricted: "restricted",
 	}
 	if len(want) != len(ruleNames) {
 		t.Errorf("%d rules named, %d tested", len(ruleNames), len(want))

@@ -42,6 +42,11 @@ type Group struct {
 	Intercept       bool `json:"intercept,omitempty"`        // decrypt HTTPS (with the school CA) for hosts that need it: blocked, URL rules, search
 	ProxyLogin      bool `json:"proxy_login,omitempty"`      // the proxy asks for a user name and password; the user's group then decides
 	MonitorSearches bool `json:"monitor_searches,omitempty"` // record every search term seen, not only blocked searches
+
+	// Context keeps, in memory, the sites each device reached in the last
+	// half hour and attaches them to its high and critical incidents: a
+	// privacy choice for the school, off by default.
+	Context bool `json:"context,omitempty"`
 }
 
 // YouTube restricted modes.
@@ -201,6 +206,7 @@ type compiledGroup struct {
 	safeSearch bool
 	youtube    string
 	proxy      ProxySettings
+	context    bool
 	blocked    Mask
 	approved   Mask
 	overrides  overrideSet
@@ -216,7 +222,7 @@ type compiledSchedule struct {
 
 func compileGroup(t *Taxonomy, g Group) (*compiledGroup, error) {
 	cg := &compiledGroup{name: g.Name, mode: g.Mode, safeSearch: g.SafeSearch, youtube: g.YouTube,
-		proxy: ProxySettings{Intercept: g.Intercept, Login: g.ProxyLogin, MonitorSearches: g.MonitorSearches}}
+		proxy: ProxySettings{Intercept: g.Intercept, Login: g.ProxyLogin, MonitorSearches: g.MonitorSearches}, context: g.Context}
 	var err error
 	switch g.Mode {
 	case ModeFilter, ModeAllowlist:

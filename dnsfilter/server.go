@@ -46,6 +46,10 @@ type Config struct {
 	BlockPrivateRelay bool // answer Apple's Private Relay canaries NXDOMAIN
 
 	Cache CacheConfig
+
+	// Restrictions, if set, are devices a pattern of attempts has limited to
+	// approved sites for a while (shared with the proxy).
+	Restrictions *categories.Restrictions
 }
 
 // DefaultConfig returns the defaults: an unprivileged port on loopback.
@@ -90,6 +94,7 @@ type Server struct {
 	log      *slog.Logger
 	metrics  *Metrics
 	recorder store.Recorder
+	visits   store.VisitRecorder // nil unless the recorder keeps a context window
 	fwd      *Forwarder
 	cache    *Cache
 	limiter  *rateLimiter
@@ -141,6 +146,7 @@ func New(cfg Config, filter *categories.Filter, metrics *Metrics, recorder store
 	if cfg.RateLimit > 0 {
 		s.limiter = newRateLimiter(cfg.RateLimit, time.Now)
 	}
+	s.visits, _ = recorder.(store.VisitRecorder) // the incident writer keeps the context window
 	metrics.watchCache(metrics.reg, s.cache)
 	return s, nil
 }
@@ -257,7 +263,7 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 			s.reply(w, r, m)
 			return
 		}
-		v := snap.Decide(group, host, "", start)
+		v := snap.DecideFor(s.cfg.Restrictions, addr, group, host, "", start)
 		s.metrics.decision.Observe(s.now().Sub(start).Seconds())
 		if v.Action == categories.Block {
 			s.block(w, r, addr, group, host, v)
@@ -290,6 +296,13 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	}
 	s.metrics.query(group, ResultAllowed)
 	s.reply(w, r, resp)
+	if s.visits != nil && q.Name != "." && snap.KeepsContext(group) {
+		// Context for the DSL: the sites the device reached, not the
+		// adverts and trackers its pages pulled in.
+		if host, err := categories.NormalizeHost(q.Name); err == nil && !snap.IsNoise(host) {
+			s.visits.Visited(addr, host, start)
+		}
+	}
 }
 
 // block answers a blocked query and hands the attempt to the recorder,

@@ -47,7 +47,7 @@ func (s *Server) connect(w http.ResponseWriter, r *http.Request, cl client) {
 	}
 	snap := s.d.Filter.Current()
 	now := s.now()
-	v := snap.Decide(cl.group, host, "", now)
+	v := snap.DecideFor(s.d.Restrictions, cl.addr, cl.group, host, "", now)
 	intercept := s.shouldIntercept(snap, cl, host, v)
 	if v.Action == categories.Block && !intercept {
 		s.d.Metrics.blocked(v, store.ChannelHTTPS)
@@ -147,7 +147,7 @@ func (s *Server) tunnel(conn net.Conn, cl client, host, port string) {
 			s.d.Log.Info("proxy: TLS server name differs from the CONNECT target (domain fronting) refused",
 				"group", cl.group, "connect", host, "sni", sni)
 			if err == nil {
-				if v := s.d.Filter.Current().Decide(cl.group, sniHost, "", s.now()); v.Action == categories.Block {
+				if v := s.d.Filter.Current().DecideFor(s.d.Restrictions, cl.addr, cl.group, sniHost, "", s.now()); v.Action == categories.Block {
 					s.d.Metrics.blocked(v, store.ChannelHTTPS)
 					s.recordBlock(v, cl, store.ChannelHTTPS, sniHost, "https://"+sniHost+"/", "", store.IntentUnknown, s.now())
 				}

@@ -83,10 +83,15 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, cl client) {
 	now := s.now()
 	engine, term, isSearch := SearchTerm(host, r.URL.Path, r.URL.RawQuery)
 	intent := intentOf(r, isSearch || isSuggestion(host, r.URL.Path))
-	v := snap.Decide(cl.group, host, path, now)
+	v := snap.DecideFor(s.d.Restrictions, cl.addr, cl.group, host, path, now)
 	if v.Action == categories.Block {
 		s.block(w, r, cl, channel, host, v, term, intent)
 		return
+	}
+	if intent != store.IntentBackground && snap.KeepsContext(cl.group) && !snap.IsNoise(host) {
+		if vr, ok := s.d.Recorder.(store.VisitRecorder); ok {
+			vr.Visited(cl.addr, host, now)
+		}
 	}
 	if isSearch {
 		s.d.Metrics.searches.Inc()

@@ -106,6 +106,9 @@ type Deps struct {
 	Metrics  *Metrics
 	Log      *slog.Logger
 	OwnAddrs []string // hedgerow's other listeners (DNS, admin): never destinations
+	// Restrictions, if set, are devices limited to approved sites for a
+	// while after a pattern of attempts (shared with the DNS filter).
+	Restrictions *categories.Restrictions
 }
 
 // Server is the forward proxy.

@@ -52,6 +52,9 @@ type Incident struct {
 	Notes  []Note `json:"notes,omitempty"`
 	// Related are the incidents a pattern rests on (Rule RulePattern).
 	Related []uint64 `json:"related,omitempty"`
+	// Context is what the device reached in the minutes before, where its
+	// group keeps context (a privacy choice the school makes).
+	Context []Visit `json:"context,omitempty"`
 
 	// Erased is set by SaveIncidents on a folded incident whose record was
 	// deleted meanwhile: it was not written back.

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"log/slog"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -30,6 +31,10 @@ type WriterConfig struct {
 	// created (patterns included): the alert dispatcher's entry point. It
 	// must not block.
 	Notify func(Incident)
+
+	// Context, if set, is the window of sites devices reached; new high and
+	// critical incidents carry what it holds for their device.
+	Context *ContextWindow
 }
 
 // IncidentWriter is the Recorder the servers share: a bounded queue in front
@@ -113,6 +118,14 @@ type WriterStats struct {
 	Failures  uint64 `json:"failures"`  // commits that failed and were retried
 }
 
+// Visited hands a site a device reached to the context window, if the
+// writer keeps one; like Record, it never waits on storage.
+func (w *IncidentWriter) Visited(client netip.Addr, host string, at time.Time) {
+	if w.cfg.Context != nil {
+		w.cfg.Context.Visited(client, host, at)
+	}
+}
+
 // Stats returns the writer's counters.
 func (w *IncidentWriter) Stats() WriterStats {
 	return WriterStats{Queued: uint64(len(w.queue)), Dropped: w.dropped.Load(), Attempts: w.attempts.Load(),
@@ -190,6 +203,9 @@ func (w *IncidentWriter) fold(a Attempt) {
 	in := &Incident{First: a.Time.UTC(), Last: a.Time.UTC(), Count: 1, Channel: a.Channel, Client: a.Client.String(),
 		User: a.User, Group: a.Group, Host: a.Host, URL: a.URL, SearchTerm: a.SearchTerm, Category: a.Category,
 		Severity: a.Severity, Rule: a.Rule, Blocked: a.Blocked, Intent: a.Intent, Review: NeedsReview(a), State: StateNew}
+	if w.cfg.Context != nil && (a.Severity == "critical" || a.Severity == "high") {
+		in.Context = w.cfg.Context.Before(a.Client, a.Time)
+	}
 	w.recent[k] = in
 	w.dirty[in] = true
 	if NeedsReview(a) {

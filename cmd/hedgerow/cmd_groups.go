@@ -84,7 +84,7 @@ allowlist mode, everything not approved).`,
 						yt = "off"
 					}
 					fmt.Fprintf(w, "safe search: %v (YouTube restricted mode: %s)\n", g.SafeSearch, yt)
-					fmt.Fprintf(w, "proxy:       intercept HTTPS %v, login %v, monitor searches %v\n", g.Intercept, g.ProxyLogin, g.MonitorSearches)
+					fmt.Fprintf(w, "proxy:       intercept HTTPS %v, login %v, monitor searches %v, incident context %v\n", g.Intercept, g.ProxyLogin, g.MonitorSearches, g.Context)
 				}
 				fmt.Fprintf(w, "allow:       %s\ndeny:        %s\n", strings.Join(g.Allow, ", "), strings.Join(g.Deny, ", "))
 				for i, sc := range g.Schedules {
@@ -379,10 +379,10 @@ allowlist mode, everything not approved).`,
 	scheduleCmd.Flags().BoolVar(&clearSchedules, "clear", false, "remove every window of the group")
 	scheduleCmd.Flags().StringVar(&reason, "reason", "", "why (required, audited)")
 
-	var intercept, login, monitor string
+	var intercept, login, monitor, context string
 	proxyCmd := &cobra.Command{
-		Use:   "proxy GROUP [--intercept on|off] [--login on|off] [--monitor-searches on|off] --reason TEXT",
-		Short: "Set a group's proxy settings: HTTPS interception, proxy login, search monitoring",
+		Use:   "proxy GROUP [--intercept on|off] [--login on|off] [--monitor-searches on|off] [--context on|off] --reason TEXT",
+		Short: "Set a group's monitoring settings: HTTPS interception, proxy login, search monitoring, incident context",
 		Long: `proxy changes how the web proxy treats a group. Settings not given stay as they are.
 
   --intercept         decrypt HTTPS with the school CA (hedgerow ca init; the certificate must be
@@ -390,7 +390,11 @@ allowlist mode, everything not approved).`,
                       so pupils see the block page, hosts with URL rules, and search engines when
                       searches are monitored. Banking, health and government are never decrypted.
   --login             ask for a user name and password (hedgerow users); the user's group decides.
-  --monitor-searches  record every search term seen, not only blocked searches.`,
+  --monitor-searches  record every search term seen, not only blocked searches.
+  --context           keep, in memory only, the sites each device reached in the last half
+                      hour (incidents.context_window) and attach them to its high and critical
+                      incidents, so the DSL sees what led up to an attempt. Adverts and a page's
+                      own requests are left out. A privacy choice: tell pupils and parents.`,
 		Example: `  hedgerow groups proxy ks3-ks4 --intercept on --reason "block page for HTTPS sites"
   hedgerow groups proxy sixth-form --login on --reason "shared laptops: filter by student"`,
 		Args: cobra.ExactArgs(1),
@@ -406,7 +410,7 @@ allowlist mode, everything not approved).`,
 				}
 				return false, fmt.Errorf("groups proxy %s: --%s %q: want on or off", name, flag, v)
 			}
-			var vals = map[string]string{"intercept": intercept, "login": login, "monitor-searches": monitor}
+			var vals = map[string]string{"intercept": intercept, "login": login, "monitor-searches": monitor, "context": context}
 			var changes []string
 			for flag, v := range vals {
 				if !cmd.Flags().Changed(flag) {
@@ -420,7 +424,7 @@ allowlist mode, everything not approved).`,
 				changes = append(changes, "--"+flag+" "+v)
 			}
 			if len(set) == 0 {
-				return fmt.Errorf("groups proxy %s: nothing to change; give --intercept, --login or --monitor-searches", name)
+				return fmt.Errorf("groups proxy %s: nothing to change; give --intercept, --login, --monitor-searches or --context", name)
 			}
 			slices.Sort(changes)
 			return a.policyChange("groups proxy "+name+" "+strings.Join(changes, " "), reason, func(p *categories.Policy) (string, error) {
@@ -428,7 +432,7 @@ allowlist mode, everything not approved).`,
 				if err != nil || name == categories.SchoolGroup {
 					return "", fmt.Errorf("no group %q", name)
 				}
-				for flag, field := range map[string]*bool{"intercept": &g.Intercept, "login": &g.ProxyLogin, "monitor-searches": &g.MonitorSearches} {
+				for flag, field := range map[string]*bool{"intercept": &g.Intercept, "login": &g.ProxyLogin, "monitor-searches": &g.MonitorSearches, "context": &g.Context} {
 					if v, ok := set[flag]; ok {
 						*field = *v
 					}
@@ -440,6 +444,7 @@ allowlist mode, everything not approved).`,
 	proxyCmd.Flags().StringVar(&intercept, "intercept", "", "on or off")
 	proxyCmd.Flags().StringVar(&login, "login", "", "on or off")
 	proxyCmd.Flags().StringVar(&monitor, "monitor-searches", "", "on or off")
+	proxyCmd.Flags().StringVar(&context, "context", "", "on or off")
 	proxyCmd.Flags().StringVar(&reason, "reason", "", "why (required, audited)")
 
 	cmd.AddCommand(proxyCmd)
