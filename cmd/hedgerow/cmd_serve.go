@@ -137,6 +137,9 @@ func (a *app) serve(ctx context.Context, cfg Config) error {
 	// Blocked attempts go through one writer that folds repeats and commits
 	// them in batches, opening the database for each batch so the CLI keeps
 	// working; a full queue is counted and logged, never silent.
+	restrictions := categories.NewRestrictions()
+	watchRestrictions(reg, restrictions)
+	dnsCfg.Restrictions = restrictions
 	recorder := store.NewIncidentWriter(store.WriterConfig{
 		QueueSize: cfg.Incidents.QueueSize, Interval: cfg.Incidents.BatchInterval.D(), FoldWindow: cfg.Incidents.FoldWindow.D(),
 		PatternCount: cfg.Incidents.PatternCount, PatternWindow: cfg.Incidents.PatternWindow.D(), LowReviewCount: cfg.Incidents.LowReviewCount,
@@ -144,7 +147,11 @@ func (a *app) serve(ctx context.Context, cfg Config) error {
 			if alert.Wants(in) {
 				alerts.Notify(in) // never blocks: the dispatcher has its own queue
 			}
+			if in.Rule == store.RulePattern && cfg.Incidents.PatternRestrict > 0 {
+				restrictPattern(a.log, restrictions, in, cfg.Incidents.PatternRestrict.D())
+			}
 		},
+		Context: store.NewContextWindow(cfg.Incidents.ContextWindow.D()),
 	}, a.writeExisting, a.log, func(total uint64) {
 		metrics.IncidentsDropped.Inc()
 		if total == 1 || total%10_000 == 0 {
@@ -179,11 +186,12 @@ func (a *app) serve(ctx context.Context, cfg Config) error {
 	reloadFailures := watchFilter(reg, filter)
 	reloadNow := make(chan struct{}, 1)
 	go a.reloadLoop(ctx, filter, load, reloadFailures, reloadNow)
+	go a.feedUpdateLoop(ctx, cfg.Feeds, a.newFeedMetrics(reg)) // metrics registered before serving; updates on the schedule
 
 	var px *proxy.Server
 	var pac []byte
 	if len(cfg.Proxy.Listen) > 0 {
-		if px, pac, err = a.newProxy(cfg, filter, srv, logins, recorder, reg); err != nil {
+		if px, pac, err = a.newProxy(cfg, filter, srv, logins, recorder, restrictions, reg); err != nil {
 			return err
 		}
 	}
@@ -361,7 +369,7 @@ func watchWriter(reg prometheus.Registerer, w *store.IncidentWriter) {
 // filter's upstreams, cache and safe-search names, and records into the same
 // recorder.
 func (a *app) newProxy(cfg Config, filter *categories.Filter, dns *dnsfilter.Server, logins *accountLogins,
-	recorder store.Recorder, reg prometheus.Registerer) (*proxy.Server, []byte, error) {
+	recorder store.Recorder, restrictions *categories.Restrictions, reg prometheus.Registerer) (*proxy.Server, []byte, error) {
 	pcfg, err := proxyConfig(cfg)
 	if err != nil {
 		return nil, nil, err
@@ -373,6 +381,7 @@ func (a *app) newProxy(cfg Config, filter *categories.Filter, dns *dnsfilter.Ser
 	px, err := proxy.New(pcfg, proxy.Deps{
 		Filter: filter, Resolver: dns, Certs: certs, Auth: logins, Reports: storeReports{a}, Recorder: recorder,
 		Metrics: proxy.NewMetrics(reg), Log: a.log, OwnAddrs: append([]string{cfg.Admin}, cfg.DNS.Listen...),
+		Restrictions: restrictions,
 	})
 	if err != nil {
 		return nil, nil, err

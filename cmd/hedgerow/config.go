@@ -35,7 +35,17 @@ type Config struct {
 	Proxy     ProxyConfig     `yaml:"proxy"`
 	Incidents IncidentsConfig `yaml:"incidents"`
 	Alerts    AlertSettings   `yaml:"alerts"`
+	Feeds     FeedsConfig     `yaml:"feeds"`
 	Log       LogConfig       `yaml:"log"`
+}
+
+// FeedsConfig schedules the updates of imported feeds (hedgerow lists
+// update runs them by hand).
+type FeedsConfig struct {
+	UpdateEvery Duration `yaml:"update_every"` // how often every feed is checked; default 24h; 0 = never (by hand only)
+	UpdateAt    string   `yaml:"update_at"`    // local time (HH:MM) of the day's first check; default "02:30"
+	MaxRemoval  float64  `yaml:"max_removal"`  // largest fraction of a feed one update may remove; default 0.5
+	Timeout     Duration `yaml:"timeout"`      // longest one feed's update (download and parse) may take; default 10m
 }
 
 // AdminUIConfig tunes the admin web UI and API.
@@ -49,16 +59,18 @@ type AdminUIConfig struct {
 
 // IncidentsConfig tunes how blocked attempts become incidents.
 type IncidentsConfig struct {
-	FoldWindow     Duration `yaml:"fold_window"`      // repeats of a device at a site within this are one incident; default 10m
-	PatternCount   int      `yaml:"pattern_count"`    // high/critical sites by one device or user that make a pattern; default 5
-	PatternWindow  Duration `yaml:"pattern_window"`   // ... within this time; default 30m
-	LowReviewCount int      `yaml:"low_review_count"` // attempts at one low-severity site that send it to review; default 50
-	QueueSize      int      `yaml:"queue_size"`       // attempts waiting for the writer; default 100000
-	BatchInterval  Duration `yaml:"batch_interval"`   // longest wait for a commit (what a crash can lose); default 1s
-	RetentionLow   Duration `yaml:"retention_low"`    // low-severity attempts and monitored searches are deleted after this; default 720h (30 days)
-	Retention      Duration `yaml:"retention"`        // other incidents (not escalated ones) and block-page reports; default 8760h (365 days)
-	PurgeEvery     Duration `yaml:"purge_every"`      // how often serve deletes what is past retention, then compacts; default 24h
-	DigestEvery    Duration `yaml:"digest_every"`     // how often the digest is emailed to alerts.smtp's recipients; default 168h (weekly), 0 = never
+	FoldWindow      Duration `yaml:"fold_window"`      // repeats of a device at a site within this are one incident; default 10m
+	PatternCount    int      `yaml:"pattern_count"`    // high/critical sites by one device or user that make a pattern; default 5
+	PatternWindow   Duration `yaml:"pattern_window"`   // ... within this time; default 30m
+	LowReviewCount  int      `yaml:"low_review_count"` // attempts at one low-severity site that send it to review; default 50
+	QueueSize       int      `yaml:"queue_size"`       // attempts waiting for the writer; default 100000
+	BatchInterval   Duration `yaml:"batch_interval"`   // longest wait for a commit (what a crash can lose); default 1s
+	RetentionLow    Duration `yaml:"retention_low"`    // low-severity attempts and monitored searches are deleted after this; default 720h (30 days)
+	Retention       Duration `yaml:"retention"`        // other incidents (not escalated ones) and block-page reports; default 8760h (365 days)
+	PurgeEvery      Duration `yaml:"purge_every"`      // how often serve deletes what is past retention, then compacts; default 24h
+	DigestEvery     Duration `yaml:"digest_every"`     // how often the digest is emailed to alerts.smtp's recipients; default 168h (weekly), 0 = never
+	ContextWindow   Duration `yaml:"context_window"`   // for groups with context on: how far back the sites before an incident go; default 30m
+	PatternRestrict Duration `yaml:"pattern_restrict"` // a pattern restricts its device to approved sites for this long; default 0 (off)
 }
 
 // ProxyConfig configures the HTTP(S) forward proxy.
@@ -176,8 +188,9 @@ func DefaultConfig() Config {
 		Incidents: IncidentsConfig{FoldWindow: Duration(10 * time.Minute), PatternCount: 5, PatternWindow: Duration(30 * time.Minute),
 			LowReviewCount: 50, QueueSize: 100_000, BatchInterval: Duration(time.Second),
 			RetentionLow: Duration(30 * 24 * time.Hour), Retention: Duration(365 * 24 * time.Hour), PurgeEvery: Duration(24 * time.Hour),
-			DigestEvery: Duration(7 * 24 * time.Hour)},
+			DigestEvery: Duration(7 * 24 * time.Hour), ContextWindow: Duration(30 * time.Minute)},
 		AdminUI: AdminUIConfig{SessionIdle: Duration(30 * time.Minute), SessionMax: Duration(12 * time.Hour)},
+		Feeds:   FeedsConfig{UpdateEvery: Duration(24 * time.Hour), UpdateAt: "02:30", MaxRemoval: 0.5, Timeout: Duration(10 * time.Minute)},
 		Log:     LogConfig{Level: "info", Format: "text"},
 	}
 }
@@ -423,6 +436,12 @@ func (c Config) Validate() error {
 	if inc.PatternWindow <= 0 {
 		bad("incidents.pattern_window", "%s; want a duration above 0, e.g. 30m", inc.PatternWindow)
 	}
+	if inc.ContextWindow <= 0 || inc.ContextWindow.D() > 2*time.Hour {
+		bad("incidents.context_window", "%s; want a duration above 0 and at most 2h, e.g. 30m", inc.ContextWindow)
+	}
+	if inc.PatternRestrict < 0 || inc.PatternRestrict.D() > 7*24*time.Hour {
+		bad("incidents.pattern_restrict", "%s; want 0 (off) or a duration up to 168h, e.g. 2h", inc.PatternRestrict)
+	}
 	if inc.LowReviewCount < 1 {
 		bad("incidents.low_review_count", "%d; want 1 or more, e.g. 50", inc.LowReviewCount)
 	}
@@ -445,6 +464,8 @@ func (c Config) Validate() error {
 		bad("incidents.batch_interval", "%s; want a duration above 0 and at most 1m, e.g. 1s", inc.BatchInterval)
 	}
 
+	errs = append(errs, c.Feeds.validate()...)
+
 	if !slices.Contains(logLevels, c.Log.Level) {
 		bad("log.level", "%q; want one of %s", c.Log.Level, strings.Join(logLevels, ", "))
 	}
@@ -452,6 +473,40 @@ func (c Config) Validate() error {
 		bad("log.format", "%q; want one of %s", c.Log.Format, strings.Join(logFormats, ", "))
 	}
 	return errors.Join(errs...)
+}
+
+// validate checks the feeds section; errors name the key.
+func (f FeedsConfig) validate() []error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("feeds.%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	// List providers ask for no more than a few downloads a day; an hour
+	// also keeps a typo ("24m" for "24h") from hammering them.
+	if f.UpdateEvery < 0 || (f.UpdateEvery > 0 && f.UpdateEvery.D() < time.Hour) {
+		bad("update_every", "%s; want 0 (by hand only) or at least 1h, e.g. 24h", f.UpdateEvery)
+	}
+	if _, _, err := f.at(); err != nil {
+		bad("update_at", "%v", err)
+	}
+	if !(f.MaxRemoval > 0 && f.MaxRemoval <= 1) {
+		bad("max_removal", "%v; want a fraction above 0 and at most 1, e.g. 0.5 (1 turns the check off)", f.MaxRemoval)
+	}
+	if f.Timeout.D() < 10*time.Second || f.Timeout.D() > 24*time.Hour {
+		bad("timeout", "%s; want from 10s to 24h, e.g. 10m", f.Timeout)
+	}
+	return errs
+}
+
+// at parses update_at.
+func (f FeedsConfig) at() (hour, minute int, err error) {
+	h, m, ok := strings.Cut(f.UpdateAt, ":")
+	hour, herr := strconv.Atoi(h)
+	minute, merr := strconv.Atoi(m)
+	if !ok || len(h) != 2 || len(m) != 2 || herr != nil || merr != nil || hour < 0 || hour > 23 || minute < 0 || minute > 59 {
+		return 0, 0, fmt.Errorf("%s; want a local time HH:MM from 00:00 to 23:59, e.g. \"02:30\"", quoteShort(f.UpdateAt))
+	}
+	return hour, minute, nil
 }
 
 // validate checks the proxy section; errors name the key.
@@ -589,6 +644,12 @@ func (c Config) LogValue() slog.Value {
 			slog.Bool("forwarded_for", c.Proxy.ForwardedFor),
 			slog.String("upstream_ca", c.Proxy.UpstreamCA),
 			slog.String("pac_proxy", c.Proxy.PACProxy),
+		),
+		slog.Group("feeds",
+			slog.String("update_every", r.Feeds.UpdateEvery.String()),
+			slog.String("update_at", r.Feeds.UpdateAt),
+			slog.Float64("max_removal", r.Feeds.MaxRemoval),
+			slog.String("timeout", r.Feeds.Timeout.String()),
 		),
 		slog.String("log_level", r.Log.Level),
 		slog.String("log_format", r.Log.Format),
@@ -747,6 +808,7 @@ var (
 		"string":     "a single value",
 		"[]string":   "a list: [a, b] or one '- item' per line",
 		"a duration": "a duration: a number with a unit (ms, s, m or h), e.g. 1.8s, 500ms, 24h",
+		"float64":    "a number, e.g. 0.5",
 	}
 	tagWords = map[string]string{"!!str": "text", "!!int": "a number", "!!float": "a number", "!!bool": "true/false",
 		"!!seq": "a list", "!!map": "a mapping", "!!null": "nothing", "!!binary": "binary data", "!!timestamp": "a date"}

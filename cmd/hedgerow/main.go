@@ -116,6 +116,7 @@ it is created with a starter policy and starter lists on first use.`,
 		a.incidentsCommand(),
 		a.statusCommand(),
 		a.caCommand(),
+		a.selftestCommand(),
 	)
 	root.AddCommand(a.backupCommands()...)
 	return root
