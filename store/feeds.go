@@ -32,6 +32,19 @@ type FeedInfo struct {
 	Exceptions int       `json:"exceptions"`
 	Malformed  int       `json:"malformed"`
 	Categories []string  `json:"categories"`
+
+	// What an update needs and what the last one found (see
+	// feedupdate.go); missing in databases written before updates existed.
+	Category     string    `json:"category,omitempty"`      // the import's --category: every entry of a non-UT1 list gets it
+	ETag         string    `json:"etag,omitempty"`          // validators of the last download, sent back to ask "changed?"
+	LastModified string    `json:"last_modified,omitempty"` // as the server wrote it
+	SourceStamp  string    `json:"source_stamp,omitempty"`  // a local source's modification time, size and file count at the last read
+	CheckedAt    time.Time `json:"checked_at,omitzero"`     // the last update check, whatever its result
+	SucceededAt  time.Time `json:"succeeded_at,omitzero"`   // the last check that found the entries current (updated or not-modified)
+	UpdatedAt    time.Time `json:"updated_at,omitzero"`     // the last update that replaced the entries
+	LastResult   string    `json:"last_result,omitempty"`   // FeedUpdated, FeedNotModified, FeedFailed or FeedRefused
+	LastError    string    `json:"last_error,omitempty"`    // why the last check failed or was refused
+	Failures     int       `json:"failures,omitempty"`      // failed or refused checks since the last success
 }
 
 // Feed is a complete set of entries from one source, ready to replace the
@@ -40,6 +53,11 @@ type Feed struct {
 	Info       FeedInfo
 	entries    map[string]categories.Mask
 	exceptions map[string]categories.Mask
+
+	// Set by UpdateFeed: the audit action, and a check of the change
+	// that can still refuse it before anything is written.
+	action string
+	guard  func(FeedChange) error
 }
 
 // NewFeed returns an empty feed.
@@ -143,6 +161,11 @@ func (s *Store) replaceFeedTx(tx *bolt.Tx, actor string, f *Feed) (FeedChange, F
 			return ch, info, err
 		}
 		ch.Kept = seen
+		if f.guard != nil {
+			if err := f.guard(ch); err != nil {
+				return ch, info, err
+			}
+		}
 		if err := feeds.DeleteBucket(name); err != nil {
 			return ch, info, fmt.Errorf("replace feed %s: %w", info.Name, err)
 		}
@@ -221,7 +244,11 @@ func (s *Store) replaceFeedTx(tx *bolt.Tx, actor string, f *Feed) (FeedChange, F
 		FeedInfo
 		Change FeedChange `json:"change"`
 	}{info, ch}
-	return ch, info, s.audit(tx, actor, "import", "feed "+info.Name, before, after, info.Reason)
+	action := "import"
+	if f.action != "" {
+		action = f.action
+	}
+	return ch, info, s.audit(tx, actor, action, "feed "+info.Name, before, after, info.Reason)
 }
 
 // chunkHeader is the first line of a stored chunk: what its names are.

@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -87,7 +89,8 @@ type importSummary struct {
 func (a *app) runImport(cmd *cobra.Command, s *store.Store, source, feedName string, format listfile.Format,
 	category string, catMask categories.Mask, locked bool, reason string, asJSON bool) error {
 	start := time.Now()
-	f := store.NewFeed(store.FeedInfo{Name: feedName, Source: source, Format: string(format), Locked: locked, Reason: reason})
+	f := store.NewFeed(store.FeedInfo{Name: feedName, Source: storedSource(source), Format: string(format), Category: category,
+		Locked: locked, Reason: reason})
 	progress := a.progress(source)
 	rep, err := listfile.Read(cmd.Context(), source, listfile.Options{Format: format, Category: category, Progress: progress.update},
 		func(e listfile.Entry) error {
@@ -186,4 +189,16 @@ func (p *importProgress) done() {
 	if p.bar != nil {
 		_ = p.bar.Finish()
 	}
+}
+
+// storedSource is the source as the feed records it for its updates: a
+// local path made absolute, since serve runs in another directory.
+func storedSource(source string) string {
+	if l := strings.ToLower(source); strings.HasPrefix(l, "http://") || strings.HasPrefix(l, "https://") {
+		return source
+	}
+	if abs, err := filepath.Abs(source); err == nil {
+		return abs
+	}
+	return source
 }

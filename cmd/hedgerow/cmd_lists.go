@@ -4,12 +4,14 @@ import (
 	"fmt"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"hedgerow/categories"
 	"hedgerow/categories/starter"
 	"hedgerow/store"
+	"hedgerow/store/feedupdate"
 )
 
 func (a *app) categoriesCommand() *cobra.Command {
@@ -73,10 +75,11 @@ func (a *app) categoriesCommand() *cobra.Command {
 func (a *app) listsCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "lists",
-		Short: "Add, remove and find list entries; list and remove feeds",
+		Short: "Add, remove and find list entries; list, update and remove feeds",
 		Example: `  hedgerow lists find www.example.com
   hedgerow lists add badsite.example --category adult --reason "reported by a teacher"
-  hedgerow lists feeds`,
+  hedgerow lists feeds
+  hedgerow lists update`,
 	}
 	var reason, cats string
 	var asJSON bool
@@ -195,12 +198,24 @@ func (a *app) listsCommand() *cobra.Command {
 					return a.printJSON(infos)
 				}
 				tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "FEED\tDOMAINS\tURLS\tLOCKED\tIMPORTED\tBY\tSOURCE")
+				fmt.Fprintln(tw, "FEED\tDOMAINS\tURLS\tLOCKED\tIMPORTED\tBY\tCHECKED\tRESULT\tSOURCE")
 				for _, f := range infos {
-					fmt.Fprintf(tw, "%s\t%d\t%d\t%v\t%s\t%s\t%s\n", f.Name, f.Domains, f.URLs, f.Locked,
-						f.ImportedAt.Format("2006-01-02 15:04"), f.ImportedBy, f.Source)
+					checked, result := "-", "-"
+					if !f.CheckedAt.IsZero() {
+						checked, result = f.CheckedAt.Format("2006-01-02 15:04"), f.LastResult
+					}
+					fmt.Fprintf(tw, "%s\t%d\t%d\t%v\t%s\t%s\t%s\t%s\t%s\n", f.Name, f.Domains, f.URLs, f.Locked,
+						f.ImportedAt.Format("2006-01-02 15:04"), f.ImportedBy, checked, result, f.Source)
 				}
-				return tw.Flush()
+				if err := tw.Flush(); err != nil {
+					return err
+				}
+				for _, f := range infos {
+					if f.LastError != "" {
+						fmt.Fprintf(a.stdout, "%s: %s %d time(s) since the last success: %s\n", f.Name, f.LastResult, f.Failures, f.LastError)
+					}
+				}
+				return nil
 			})
 		},
 	}
@@ -226,7 +241,33 @@ func (a *app) listsCommand() *cobra.Command {
 	}
 	removeFeed.Flags().StringVar(&reason, "reason", "", "why (required, audited)")
 
-	cmd.AddCommand(add, remove, find, feeds, removeFeed)
+	var force bool
+	var maxRemoval float64
+	var timeout time.Duration
+	update := &cobra.Command{
+		Use:   "update [FEED...] [--force] [--json]",
+		Short: "Update imported feeds from their sources now (serve does it on a schedule)",
+		Long: `update reads each feed's source again, as serve does every night (feeds: in the
+config): a URL with a conditional request, so nothing is downloaded when the provider says
+the list has not changed; a file or directory when its modification time changed. A changed
+list replaces the feed's entries in one transaction. A download or parse that fails keeps
+the old entries, and so does a list that would remove more than --max-removal of the feed
+(a broken download far more often than a cleaned-up list): check it, then --force.
+Without FEED names every feed is updated except the embedded starter lists. The exit
+status is 1 if any feed failed or was refused.`,
+		Example: `  hedgerow lists update
+  hedgerow lists update ut1 sinfonietta-porn
+  hedgerow lists update iwf --force --json`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.runListsUpdate(cmd.Context(), args, force, asJSON, maxRemoval, timeout)
+		},
+	}
+	update.Flags().BoolVar(&force, "force", false, "read every source even if unchanged, and accept any removal")
+	update.Flags().Float64Var(&maxRemoval, "max-removal", store.DefaultMaxRemoval, "largest fraction of a feed one update may remove without --force")
+	update.Flags().DurationVar(&timeout, "timeout", feedupdate.DefaultTimeout, "longest one feed's update may take")
+	update.Flags().BoolVar(&asJSON, "json", false, "print the results as JSON")
+
+	cmd.AddCommand(add, remove, find, feeds, removeFeed, update)
 	return cmd
 }
 
