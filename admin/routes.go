@@ -211,7 +211,10 @@ func (c *call) readInput() error {
 			}
 		}
 	case "multipart/form-data":
-		if err := c.r.ParseMultipartForm(maxUpload); err != nil {
+		// A list upload: at most maxUpload in all, of which 32 MiB is held
+		// in memory and the rest spills to a temporary file.
+		c.r.Body = http.MaxBytesReader(c.w, c.r.Body, maxUpload)
+		if err := c.r.ParseMultipartForm(32 << 20); err != nil {
 			return badRequest("form: %v", err)
 		}
 		for k, v := range c.r.MultipartForm.Value {
