@@ -74,7 +74,7 @@ func TestBrowserAdmin(t *testing.T) {
 	type step = chromedp.Action[chromedp.Void]
 	shot := func(name string) step {
 		return chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
-			png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100) // 100: PNG)
+			png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)) // quality 100 makes a PNG
 			if err != nil {
 				return err
 			}
