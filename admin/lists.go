@@ -605,10 +605,8 @@ func (s *Server) runImport(job *importJob, sp importSpec) {
 
 func (s *Server) importFeed(job *importJob, sp importSpec) (*importSummary, error) {
 	tax := s.d.Filter.Current().Taxonomy()
-	var catMask categories.Mask
 	if sp.category != "" {
-		var err error
-		if catMask, err = tax.MaskOf(sp.category); err != nil {
+		if _, err := tax.MaskOf(sp.category); err != nil {
 			return nil, err
 		}
 	}
@@ -617,21 +615,7 @@ func (s *Server) importFeed(job *importJob, sp importSpec) (*importSummary, erro
 	rep, err := listfile.Read(context.Background(), sp.path,
 		listfile.Options{Format: listfile.Format(sp.format), Category: sp.category,
 			Progress: func(done, total int64) { s.imports.progress(job, done, total) }},
-		func(e listfile.Entry) error {
-			m := catMask
-			if e.Category != sp.category || m == 0 {
-				var err error
-				if m, err = tax.MaskOf(e.Category); err != nil {
-					return err
-				}
-			}
-			if e.Allow {
-				f.AddException(e.Target, m)
-			} else {
-				f.Add(e.Target, m)
-			}
-			return nil
-		})
+		f.Collect(tax))
 	for i := range rep.Problems {
 		rep.Problems[i].File = strings.ReplaceAll(rep.Problems[i].File, sp.path, sp.display)
 	}

@@ -13,6 +13,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"hedgerow/categories"
+	"hedgerow/categories/listfile"
 )
 
 // LocalFeed is the name under which entries added by hand are reported.
@@ -71,6 +72,30 @@ func (f *Feed) Add(target string, m categories.Mask) { f.entries[target] |= m }
 
 // AddException records that target is not in the categories m ("@@" rules).
 func (f *Feed) AddException(target string, m categories.Mask) { f.exceptions[target] |= m }
+
+// Collect returns the function that takes a list file's entries (for
+// listfile.Read) into the feed, each in its category of the taxonomy. The
+// CLI's import, the admin UI's import and the scheduled updates all read
+// lists through it.
+func (f *Feed) Collect(tax *categories.Taxonomy) func(listfile.Entry) error {
+	masks := map[string]categories.Mask{}
+	return func(e listfile.Entry) error {
+		m, ok := masks[e.Category]
+		if !ok {
+			var err error
+			if m, err = tax.MaskOf(e.Category); err != nil {
+				return err
+			}
+			masks[e.Category] = m
+		}
+		if e.Allow {
+			f.AddException(e.Target, m)
+		} else {
+			f.Add(e.Target, m)
+		}
+		return nil
+	}
+}
 
 // Len returns the number of distinct targets.
 func (f *Feed) Len() int { return len(f.entries) + len(f.exceptions) }

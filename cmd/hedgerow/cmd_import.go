@@ -11,7 +11,6 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"hedgerow/categories"
 	"hedgerow/categories/listfile"
 	"hedgerow/store"
 )
@@ -49,15 +48,13 @@ override, administrators included; only the next import of that feed replaces th
 			if err := requireReason(reason, "import "+args[0]); err != nil {
 				return err
 			}
-			var catMask categories.Mask
 			if category != "" {
-				var err error
-				if catMask, err = a.tax.MaskOf(category); err != nil {
+				if _, err := a.tax.MaskOf(category); err != nil {
 					return fmt.Errorf("import %s: --category: %w", args[0], err)
 				}
 			}
 			return a.withStore(func(s *store.Store) error {
-				return a.runImport(cmd, s, args[0], feed, listfile.Format(format), category, catMask, locked, reason, asJSON)
+				return a.runImport(cmd, s, args[0], feed, listfile.Format(format), category, locked, reason, asJSON)
 			})
 		},
 	}
@@ -87,27 +84,13 @@ type importSummary struct {
 }
 
 func (a *app) runImport(cmd *cobra.Command, s *store.Store, source, feedName string, format listfile.Format,
-	category string, catMask categories.Mask, locked bool, reason string, asJSON bool) error {
+	category string, locked bool, reason string, asJSON bool) error {
 	start := time.Now()
 	f := store.NewFeed(store.FeedInfo{Name: feedName, Source: storedSource(source), Format: string(format), Category: category,
 		Locked: locked, Reason: reason})
 	progress := a.progress(source)
 	rep, err := listfile.Read(cmd.Context(), source, listfile.Options{Format: format, Category: category, Progress: progress.update},
-		func(e listfile.Entry) error {
-			m := catMask
-			if e.Category != category || m == 0 {
-				var err error
-				if m, err = a.tax.MaskOf(e.Category); err != nil {
-					return err
-				}
-			}
-			if e.Allow {
-				f.AddException(e.Target, m)
-			} else {
-				f.Add(e.Target, m)
-			}
-			return nil
-		})
+		f.Collect(a.tax))
 	progress.done()
 	if err != nil {
 		return fmt.Errorf("import %s: %w (nothing was changed)", source, err)

@@ -250,24 +250,8 @@ func (u *Updater) record(info store.FeedInfo, res *Result) {
 // a changed format) and fails rather than emptying the feed.
 func (u *Updater) parse(ctx context.Context, info store.FeedInfo, src fetched) (*store.Feed, listfile.Report, error) {
 	f := store.NewFeed(store.FeedInfo{Name: info.Name})
-	masks := map[string]categories.Mask{}
 	opts := listfile.Options{Format: listfile.Format(info.Format), Category: info.Category, Progress: src.progress}
-	rep, err := listfile.Read(ctx, src.path, opts, func(e listfile.Entry) error {
-		m, ok := masks[e.Category]
-		if !ok {
-			var err error
-			if m, err = u.opts.Taxonomy.MaskOf(e.Category); err != nil {
-				return err
-			}
-			masks[e.Category] = m
-		}
-		if e.Allow {
-			f.AddException(e.Target, m)
-		} else {
-			f.Add(e.Target, m)
-		}
-		return nil
-	})
+	rep, err := listfile.Read(ctx, src.path, opts, f.Collect(u.opts.Taxonomy))
 	for i := range rep.Problems {
 		rep.Problems[i].File = src.rename(rep.Problems[i].File)
 	}
