@@ -37,6 +37,8 @@ func (s *Server) viewOf(in store.Incident, key []byte, identities bool) incident
 	v.Pseudonymised = true
 	v.Client = store.Pseudonym(key, "client:"+in.Client)
 	v.User = store.Pseudonym(key, "user:"+in.User)
+	v.Device = store.Pseudonym(key, "device:"+in.Device)
+	v.MAC = store.Pseudonym(key, "mac:"+in.MAC)
 	if in.URL != "" {
 		v.URL = "(visible to the DSL)"
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/miekg/dns"
 
 	"hedgerow/categories"
+	"hedgerow/categories/identity"
 	"hedgerow/store"
 )
 
@@ -50,6 +51,9 @@ type Config struct {
 	// Restrictions, if set, are devices a pattern of attempts has limited to
 	// approved sites for a while (shared with the proxy).
 	Restrictions *categories.Restrictions
+	// Identity, if set, names the device and user behind an address; a
+	// user's (or a named device's) group takes precedence over the range's.
+	Identity *identity.Table
 }
 
 // DefaultConfig returns the defaults: an unprivileged port on loopback.
@@ -244,6 +248,13 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 		s.reply(w, r, fail(r, dns.RcodeRefused, dns.ExtendedErrorCodeProhibited, ""))
 		return
 	}
+	var who identity.Who
+	if s.cfg.Identity != nil {
+		who = s.cfg.Identity.Lookup(addr, start)
+		if who.Group != "" && snap.HasGroup(who.Group) {
+			group = who.Group // the user's group, else the named device's, else the range's
+		}
+	}
 	q := r.Question[0]
 	if q.Qclass != dns.ClassINET {
 		// CHAOS and friends would reveal the upstreams' versions: not ours to give.
@@ -266,7 +277,7 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 		v := snap.DecideFor(s.cfg.Restrictions, addr, group, host, "", start)
 		s.metrics.decision.Observe(s.now().Sub(start).Seconds())
 		if v.Action == categories.Block {
-			s.block(w, r, addr, group, host, v)
+			s.block(w, r, addr, who, group, host, v)
 			return
 		}
 		safe, youtube := snap.SearchSettings(group)
@@ -291,7 +302,7 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	// CNAME cloaking: an allowed name whose answer leads to a blocked one.
 	if v, blocked := s.checkAnswer(snap, group, resp, start); blocked {
 		host, _ := categories.NormalizeHost(q.Name)
-		s.block(w, r, addr, group, host, v)
+		s.block(w, r, addr, who, group, host, v)
 		return
 	}
 	s.metrics.query(group, ResultAllowed)
@@ -307,12 +318,12 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 
 // block answers a blocked query and hands the attempt to the recorder,
 // which never makes the client wait.
-func (s *Server) block(w dns.ResponseWriter, r *dns.Msg, addr netip.Addr, group, host string, v categories.Verdict) {
+func (s *Server) block(w dns.ResponseWriter, r *dns.Msg, addr netip.Addr, who identity.Who, group, host string, v categories.Verdict) {
 	s.metrics.query(group, ResultBlocked)
 	s.metrics.blocked(v)
 	s.reply(w, r, s.blocked(r, group, v))
 	a := store.Attempt{Time: s.now(), Channel: store.ChannelDNS, Client: addr, Group: group, Host: host,
-		Rule: v.Rule.String(), Blocked: true}
+		Rule: v.Rule.String(), Blocked: true, User: who.User, Device: who.Device, MAC: who.MAC, Identified: who.Sources()}
 	if v.Category != nil {
 		a.Category, a.Severity = v.Category.Slug, v.Category.Severity.String()
 	}

@@ -97,7 +97,8 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, cl client) {
 		s.d.Metrics.searches.Inc()
 		if snap.ProxySettings(cl.group).MonitorSearches && term != "" {
 			s.record(store.Attempt{Time: now, Channel: channel, Client: cl.addr, User: cl.user, Group: cl.group, Host: host,
-				URL: r.URL.String(), SearchTerm: term, Rule: "monitored search (" + engine + ")", Intent: intent})
+				URL: r.URL.String(), SearchTerm: term, Rule: "monitored search (" + engine + ")", Intent: intent,
+				Device: cl.who.Device, MAC: cl.who.MAC, Identified: cl.who.Sources()})
 		}
 	}
 	safe, youtube := snap.SearchSettings(cl.group)
@@ -153,7 +154,8 @@ func (s *Server) block(w http.ResponseWriter, r *http.Request, cl client, channe
 
 func (s *Server) recordBlock(v categories.Verdict, cl client, channel, host, url, term, intent string, now time.Time) {
 	a := store.Attempt{Time: now, Channel: channel, Client: cl.addr, User: cl.user, Group: cl.group, Host: host, URL: url,
-		SearchTerm: term, Rule: v.Rule.String(), Blocked: true, Intent: intent}
+		SearchTerm: term, Rule: v.Rule.String(), Blocked: true, Intent: intent,
+		Device: cl.who.Device, MAC: cl.who.MAC, Identified: cl.who.Sources()}
 	if v.Category != nil {
 		a.Category, a.Severity = v.Category.Slug, v.Category.Severity.String()
 	}

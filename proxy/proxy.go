@@ -30,6 +30,7 @@ import (
 	"github.com/elazarl/goproxy"
 
 	"hedgerow/categories"
+	"hedgerow/categories/identity"
 	"hedgerow/store"
 )
 
@@ -109,6 +110,8 @@ type Deps struct {
 	// Restrictions, if set, are devices limited to approved sites for a
 	// while after a pattern of attempts (shared with the DNS filter).
 	Restrictions *categories.Restrictions
+	// Identity, if set, names the device and user behind an address.
+	Identity *identity.Table
 }
 
 // Server is the forward proxy.
@@ -308,6 +311,7 @@ type client struct {
 	addr  netip.Addr
 	group string
 	user  string
+	who   identity.Who // device and user as the network knows them
 }
 
 // ServeHTTP handles one request to the proxy, in one straight line: identify
@@ -353,6 +357,15 @@ func (s *Server) identify(w http.ResponseWriter, r *http.Request) (client, bool)
 		return cl, false
 	}
 	cl.group = group
+	if s.d.Identity != nil {
+		// Precedence: the user's group (proxy login, else RADIUS), else
+		// the named device's, else the address range's.
+		cl.who = s.d.Identity.Lookup(cl.addr, s.now())
+		cl.user = cl.who.User
+		if g := cl.who.Group; g != "" && snap.HasGroup(g) {
+			cl.group = g
+		}
+	}
 	auth := r.Header.Get("Proxy-Authorization")
 	if !snap.ProxySettings(group).Login && auth == "" {
 		return cl, true
@@ -377,6 +390,7 @@ func (s *Server) identify(w http.ResponseWriter, r *http.Request) (client, bool)
 		return cl, false
 	}
 	cl.user = user
+	cl.who = cl.who.WithProxyLogin(user, userGroup)
 	if userGroup != "" && snap.HasGroup(userGroup) {
 		cl.group = userGroup
 	}

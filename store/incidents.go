@@ -36,6 +36,9 @@ type Incident struct {
 	Channel    string    `json:"channel"`
 	Client     string    `json:"client"`
 	User       string    `json:"user,omitempty"`
+	Device     string    `json:"device,omitempty"`     // the device's name at the time, from a lease or IT staff
+	MAC        string    `json:"mac,omitempty"`        // its hardware address at the time
+	Identified string    `json:"identified,omitempty"` // which source named device and user
 	Group      string    `json:"group"`
 	Host       string    `json:"host"`
 	URL        string    `json:"url,omitempty"`

@@ -28,7 +28,10 @@ type Attempt struct {
 	Time       time.Time
 	Channel    string // ChannelDNS, ChannelHTTP or ChannelHTTPS
 	Client     netip.Addr
-	User       string // proxy login, when there was one
+	User       string // proxy login or RADIUS session, when there was one
+	Device     string // the device's name (DHCP lease or set by IT), when known
+	MAC        string // the device's hardware address, when known
+	Identified string // which source identified device and user, e.g. "device: lease, user: radius"
 	Group      string
 	Host       string
 	URL        string // the full URL, where the proxy saw it

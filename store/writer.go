@@ -62,8 +62,10 @@ type IncidentWriter struct {
 }
 
 type foldKey struct {
-	client, user, host, term string
-	blocked                  bool
+	// The device (name and MAC) is part of the key: an address whose lease
+	// moved to another laptop is another pupil's incident.
+	client, device, user, host, term string
+	blocked                          bool
 }
 
 // NewIncidentWriter returns a writer that commits through open, which runs
@@ -177,7 +179,7 @@ func (w *IncidentWriter) Run(ctx context.Context) {
 // fold adds an attempt to the incident of the same client, user, host (and
 // search term) within the fold window, or starts a new one.
 func (w *IncidentWriter) fold(a Attempt) {
-	k := foldKey{client: a.Client.String(), user: a.User, host: a.Host, term: a.SearchTerm, blocked: a.Blocked}
+	k := foldKey{client: a.Client.String(), device: a.Device + "/" + a.MAC, user: a.User, host: a.Host, term: a.SearchTerm, blocked: a.Blocked}
 	// Attempts reach the queue from many goroutines, so their times are
 	// only roughly in order: one a little older than the incident still folds.
 	if in, ok := w.recent[k]; ok && a.Time.Sub(in.Last) <= w.cfg.FoldWindow && in.First.Sub(a.Time) <= w.cfg.FoldWindow {
@@ -201,7 +203,7 @@ func (w *IncidentWriter) fold(a Attempt) {
 		return
 	}
 	in := &Incident{First: a.Time.UTC(), Last: a.Time.UTC(), Count: 1, Channel: a.Channel, Client: a.Client.String(),
-		User: a.User, Group: a.Group, Host: a.Host, URL: a.URL, SearchTerm: a.SearchTerm, Category: a.Category,
+		User: a.User, Device: a.Device, MAC: a.MAC, Identified: a.Identified, Group: a.Group, Host: a.Host, URL: a.URL, SearchTerm: a.SearchTerm, Category: a.Category,
 		Severity: a.Severity, Rule: a.Rule, Blocked: a.Blocked, Intent: a.Intent, Review: NeedsReview(a), State: StateNew}
 	if w.cfg.Context != nil && (a.Severity == "critical" || a.Severity == "high") {
 		in.Context = w.cfg.Context.Before(a.Client, a.Time)

@@ -44,6 +44,22 @@ func (w Who) Known() bool {
 	return w.Device != "" || w.MAC != "" || w.User != "" || w.Group != ""
 }
 
+// Sources says which source identified each part, for the incident record:
+// "device: lease, user: radius".
+func (w Who) Sources() string {
+	var parts []string
+	for _, p := range []struct {
+		what string
+		src  Source
+		set  bool
+	}{{"device", w.DeviceSource, w.Device != ""}, {"mac", w.MACSource, w.MAC != ""}, {"user", w.UserSource, w.User != ""}, {"group", w.GroupSource, w.Group != ""}} {
+		if p.set && p.src != "" {
+			parts = append(parts, p.what+": "+string(p.src))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
 // WithProxyLogin returns w with the user who authenticated to the proxy for
 // this request, and that user's group (empty when the user has none, which
 // leaves the device's group). A proxy login speaks for the very request, so

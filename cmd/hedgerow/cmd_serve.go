@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"hedgerow/categories"
+	"hedgerow/categories/identity"
 	"hedgerow/dnsfilter"
 	"hedgerow/proxy"
 	"hedgerow/store"
@@ -109,7 +110,18 @@ func (a *app) serve(ctx context.Context, cfg Config) error {
 	}
 	start := time.Now()
 	logins := &accountLogins{}
-	load := func() (*categories.Snapshot, error) { return a.loadState(logins) }
+	ident, err := a.newIdentity(cfg.Identity)
+	if err != nil {
+		return err
+	}
+	load := func() (*categories.Snapshot, error) {
+		snap, users, err := a.loadState()
+		if err == nil {
+			logins.set(users)
+			err = ident.setUsers(users)
+		}
+		return snap, err
+	}
 	snap, err := load()
 	if err != nil {
 		return fmt.Errorf("serve: %w (not serving unfiltered)", err)
@@ -140,6 +152,10 @@ func (a *app) serve(ctx context.Context, cfg Config) error {
 	restrictions := categories.NewRestrictions()
 	watchRestrictions(reg, restrictions)
 	dnsCfg.Restrictions = restrictions
+	dnsCfg.Identity = ident.table
+	if err := ident.start(ctx, a.log, reg); err != nil {
+		return err
+	}
 	recorder := store.NewIncidentWriter(store.WriterConfig{
 		QueueSize: cfg.Incidents.QueueSize, Interval: cfg.Incidents.BatchInterval.D(), FoldWindow: cfg.Incidents.FoldWindow.D(),
 		PatternCount: cfg.Incidents.PatternCount, PatternWindow: cfg.Incidents.PatternWindow.D(), LowReviewCount: cfg.Incidents.LowReviewCount,
@@ -191,7 +207,7 @@ func (a *app) serve(ctx context.Context, cfg Config) error {
 	var px *proxy.Server
 	var pac []byte
 	if len(cfg.Proxy.Listen) > 0 {
-		if px, pac, err = a.newProxy(cfg, filter, srv, logins, recorder, restrictions, reg); err != nil {
+		if px, pac, err = a.newProxy(cfg, filter, srv, logins, recorder, restrictions, ident.table, reg); err != nil {
 			return err
 		}
 	}
@@ -369,7 +385,7 @@ func watchWriter(reg prometheus.Registerer, w *store.IncidentWriter) {
 // filter's upstreams, cache and safe-search names, and records into the same
 // recorder.
 func (a *app) newProxy(cfg Config, filter *categories.Filter, dns *dnsfilter.Server, logins *accountLogins,
-	recorder store.Recorder, restrictions *categories.Restrictions, reg prometheus.Registerer) (*proxy.Server, []byte, error) {
+	recorder store.Recorder, restrictions *categories.Restrictions, who *identity.Table, reg prometheus.Registerer) (*proxy.Server, []byte, error) {
 	pcfg, err := proxyConfig(cfg)
 	if err != nil {
 		return nil, nil, err
@@ -378,10 +394,14 @@ func (a *app) newProxy(cfg Config, filter *categories.Filter, dns *dnsfilter.Ser
 	if err != nil {
 		return nil, nil, err
 	}
+	auth, err := a.proxyAuth(cfg, logins, filter) // proxy.ldap, else hedgerow's accounts
+	if err != nil {
+		return nil, nil, err
+	}
 	px, err := proxy.New(pcfg, proxy.Deps{
-		Filter: filter, Resolver: dns, Certs: certs, Auth: logins, Reports: storeReports{a}, Recorder: recorder,
+		Filter: filter, Resolver: dns, Certs: certs, Auth: auth, Reports: storeReports{a}, Recorder: recorder,
 		Metrics: proxy.NewMetrics(reg), Log: a.log, OwnAddrs: append([]string{cfg.Admin}, cfg.DNS.Listen...),
-		Restrictions: restrictions,
+		Restrictions: restrictions, Identity: who,
 	})
 	if err != nil {
 		return nil, nil, err
@@ -460,7 +480,7 @@ func dnsConfig(cfg Config) (dnsfilter.Config, error) {
 
 // loadState opens the database just long enough to read the lists, the
 // policy and the accounts, so the CLI can edit them while serve runs.
-func (a *app) loadState(logins *accountLogins) (*categories.Snapshot, error) {
+func (a *app) loadState() (*categories.Snapshot, []store.User, error) {
 	var snap *categories.Snapshot
 	var users []store.User
 	err := a.readStore(func(s *store.Store) error {
@@ -471,10 +491,7 @@ func (a *app) loadState(logins *accountLogins) (*categories.Snapshot, error) {
 		users, err = s.Users()
 		return err
 	})
-	if err == nil {
-		logins.set(users)
-	}
-	return snap, err
+	return snap, users, err
 }
 
 // reloadLoop swaps in a new snapshot when the database changes (an edit

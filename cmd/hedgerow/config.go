@@ -31,6 +31,7 @@ type Config struct {
 	Data      string          `yaml:"data"`  // data directory (default: $HEDGEROW_DATA, else ./hedgerow-data)
 	Admin     string          `yaml:"admin"` // listener for the admin UI and API, /metrics, health and the PAC file; default 127.0.0.1:9153
 	AdminUI   AdminUIConfig   `yaml:"admin_ui"`
+	Identity  IdentityConfig  `yaml:"identity"`
 	DNS       DNSConfig       `yaml:"dns"`
 	Proxy     ProxyConfig     `yaml:"proxy"`
 	Incidents IncidentsConfig `yaml:"incidents"`
@@ -95,6 +96,9 @@ type ProxyConfig struct {
 	PACProxy     string   `yaml:"pac_proxy"`      // host:port devices use to reach the proxy; default the first listen address
 	PACDirect    []string `yaml:"pac_direct"`     // hosts and domains that go direct (the intranet)
 	PACLocalNets []string `yaml:"pac_local_nets"` // CIDRs that go direct; default the private ranges
+	// LDAP checks proxy logins against the school's directory instead of
+	// hedgerow's own accounts (see ldapconfig.go).
+	LDAP LDAPSettings `yaml:"ldap"`
 }
 
 // DNSConfig configures the DNS filter.
@@ -184,6 +188,7 @@ func DefaultConfig() Config {
 			DoNotIntercept:           proxy.DefaultConfig().DoNotIntercept,
 			DoNotInterceptCategories: proxy.DefaultConfig().DoNotInterceptCategories,
 			PACLocalNets:             []string{"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"},
+			LDAP:                     defaultLDAPSettings(),
 		},
 		Incidents: IncidentsConfig{FoldWindow: Duration(10 * time.Minute), PatternCount: 5, PatternWindow: Duration(30 * time.Minute),
 			LowReviewCount: 50, QueueSize: 100_000, BatchInterval: Duration(time.Second),
@@ -423,6 +428,7 @@ func (c Config) Validate() error {
 	}
 
 	errs = append(errs, c.Proxy.validate(c)...)
+	errs = append(errs, c.Identity.validate()...)
 	if _, err := c.Alerts.AlertConfig(); err != nil {
 		errs = append(errs, err)
 	}
@@ -578,6 +584,7 @@ func (p ProxyConfig) validate(c Config) []error {
 			bad("pac_proxy", "%s; want host:port as devices reach the proxy, e.g. proxy.school.example:3128", quoteShort(p.PACProxy))
 		}
 	}
+	errs = append(errs, p.LDAP.validate()...)
 	return errs
 }
 
@@ -592,6 +599,13 @@ func (c Config) Redacted() Config {
 	if r.Alerts.SMTP.Password != "" {
 		r.Alerts.SMTP.Password = "REDACTED"
 	}
+	if r.Identity.RADIUS.Secret != "" {
+		r.Identity.RADIUS.Secret = "REDACTED"
+	}
+	if r.Proxy.LDAP.BindPassword != "" {
+		r.Proxy.LDAP.BindPassword = "REDACTED"
+	}
+	r.Proxy.LDAP.GroupMap = slices.Clone(c.Proxy.LDAP.GroupMap)
 	r.DNS.Listen = slices.Clone(c.DNS.Listen)
 	r.DNS.Upstreams = nil
 	for _, u := range c.DNS.Upstreams {
@@ -644,6 +658,7 @@ func (c Config) LogValue() slog.Value {
 			slog.Bool("forwarded_for", c.Proxy.ForwardedFor),
 			slog.String("upstream_ca", c.Proxy.UpstreamCA),
 			slog.String("pac_proxy", c.Proxy.PACProxy),
+			slog.Attr{Key: "ldap", Value: r.Proxy.LDAP.logValue()},
 		),
 		slog.Group("feeds",
 			slog.String("update_every", r.Feeds.UpdateEvery.String()),
@@ -804,11 +819,12 @@ var (
 	reDupKey     = regexp.MustCompile(`^mapping key "(.*)" already defined at line (\d+)$`)
 	reUnmarshal  = regexp.MustCompile("^cannot unmarshal (\\S+)(?: `(.*)`)? into (.+)$")
 	typeHints    = map[string]string{
-		"int":        "a whole number",
-		"string":     "a single value",
-		"[]string":   "a list: [a, b] or one '- item' per line",
-		"a duration": "a duration: a number with a unit (ms, s, m or h), e.g. 1.8s, 500ms, 24h",
-		"float64":    "a number, e.g. 0.5",
+		"int":                 "a whole number",
+		"string":              "a single value",
+		"[]string":            "a list: [a, b] or one '- item' per line",
+		"a duration":          "a duration: a number with a unit (ms, s, m or h), e.g. 1.8s, 500ms, 24h",
+		"float64":             "a number, e.g. 0.5",
+		"[]main.LDAPGroupMap": "a list: one '- directory_group: ..., group: ...' per entry",
 	}
 	tagWords = map[string]string{"!!str": "text", "!!int": "a number", "!!float": "a number", "!!bool": "true/false",
 		"!!seq": "a list", "!!map": "a mapping", "!!null": "nothing", "!!binary": "binary data", "!!timestamp": "a date"}
