@@ -28,5 +28,6 @@ func (s *Server) routes() []route {
 	}
 	// Each page file adds its own routes here.
 	routes = append(routes, s.listRoutes()...)
+	routes = append(routes, s.policyRoutes()...)
 	return routes
 }
