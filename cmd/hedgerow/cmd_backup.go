@@ -2,11 +2,14 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -58,29 +61,14 @@ scheduled backups.`,
 					return fmt.Errorf("backup %s already exists (one backup a second at most)", target)
 				}
 			}
-			var n int64
-			err := a.readStore(func(s *store.Store) error {
-				var err error
-				n, err = s.BackupFile(target)
-				return err
-			})
-			if err != nil {
-				return err
-			}
-			info, err := store.VerifyFile(target, a.tax)
+			n, info, removed, err := a.backupTo(target, dir, inDir, keep)
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(a.stdout, "backup %s: %s\n", target, sizeString(n))
 			fmt.Fprintf(a.stdout, "holds %s\n", info)
-			if inDir {
-				removed, err := store.RotateBackups(dir, backupPrefix, keep)
-				for _, p := range removed {
-					fmt.Fprintf(a.stdout, "removed old backup %s\n", p)
-				}
-				if err != nil {
-					return err
-				}
+			for _, p := range removed {
+				fmt.Fprintf(a.stdout, "removed old backup %s\n", p)
 			}
 			return nil
 		},
@@ -202,4 +190,56 @@ func (a *app) confirm(question string) bool {
 	fmt.Fprint(a.stdout, question)
 	line, _ := bufio.NewReader(f).ReadString('\n')
 	return strings.EqualFold(strings.TrimSpace(line), "yes")
+}
+
+// backupTo takes a verified hot backup into target and, for a backup into
+// a directory, keeps the newest keep of them: the CLI's backup and serve's
+// scheduled backups.
+func (a *app) backupTo(target, dir string, inDir bool, keep int) (n int64, info store.BackupInfo, removed []string, err error) {
+	err = a.readStore(func(s *store.Store) error {
+		var err error
+		n, err = s.BackupFile(target)
+		return err
+	})
+	if err != nil {
+		return 0, info, nil, err
+	}
+	if info, err = store.VerifyFile(target, a.tax); err != nil {
+		return n, info, nil, err
+	}
+	if inDir {
+		removed, err = store.RotateBackups(dir, backupPrefix, keep)
+	}
+	return n, info, removed, err
+}
+
+// backupLoop takes a backup into cfg.Dir every cfg.Every while serve runs,
+// keeping the newest cfg.Keep; a failure is logged and counted and the next
+// run tries again.
+func (a *app) backupLoop(ctx context.Context, cfg BackupConfig, failures prometheus.Counter) {
+	if cfg.Dir == "" || cfg.Every <= 0 {
+		return
+	}
+	tick := time.NewTicker(cfg.Every.D())
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+			a.log.Error("scheduled backup failed", "dir", cfg.Dir, "err", err)
+			failures.Inc()
+			continue
+		}
+		target := filepath.Join(cfg.Dir, a.backupName())
+		n, _, removed, err := a.backupTo(target, cfg.Dir, true, cfg.Keep)
+		if err != nil {
+			a.log.Error("scheduled backup failed", "file", target, "err", err)
+			failures.Inc()
+			continue
+		}
+		a.log.Info("scheduled backup taken", "file", target, "bytes", n, "removed_old", len(removed))
+	}
 }

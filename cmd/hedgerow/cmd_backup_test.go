@@ -2,11 +2,18 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"hedgerow/categories"
 	"hedgerow/store"
@@ -117,5 +124,49 @@ func TestCLICheckDBFailsOnDamage(t *testing.T) {
 	os.WriteFile(filepath.Join(data, "hedgerow.db"), []byte("garbage, not a database"), 0o600)
 	if _, errs, code := runCLI(t, data, "", "check-db"); code == 0 || !strings.Contains(errs, "not a hedgerow database") {
 		t.Errorf("check-db on garbage: exit %d: %s", code, errs)
+	}
+}
+
+func TestScheduledBackups(t *testing.T) {
+	data, dir := t.TempDir(), filepath.Join(t.TempDir(), "backups")
+	if _, stderr, code := runCLI(t, data, "", "lists", "add", "x.example", "--category", "adult", "--reason", "test"); code != 0 {
+		t.Fatal(stderr)
+	}
+	a := &app{dataDir: data, stdout: io.Discard, stderr: io.Discard, log: slog.New(slog.DiscardHandler), tax: categories.Builtin(), now: time.Now}
+	failures := prometheus.NewCounter(prometheus.CounterOpts{Name: "f"})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		a.backupLoop(ctx, BackupConfig{Dir: dir, Every: Duration(1100 * time.Millisecond), Keep: 1}, failures)
+		close(done)
+	}()
+	// Backups are named by the second; wait (bounded) for the second one,
+	// after which only the newest is kept.
+	var names []string
+	deadline := time.Now().Add(20 * time.Second)
+	for seen := map[string]bool{}; len(seen) < 2; {
+		if time.Now().After(deadline) {
+			t.Fatalf("backups seen %v within 20s", seen)
+		}
+		time.Sleep(100 * time.Millisecond)
+		entries, _ := os.ReadDir(dir)
+		names = names[:0]
+		for _, e := range entries {
+			if !strings.HasPrefix(e.Name(), ".") {
+				seen[e.Name()] = true
+				names = append(names, e.Name())
+			}
+		}
+	}
+	cancel()
+	<-done
+	if len(names) != 1 {
+		t.Errorf("backups kept %v, want only the newest", names)
+	}
+	if _, err := store.VerifyFile(filepath.Join(dir, names[0]), categories.Builtin()); err != nil {
+		t.Errorf("the kept backup does not verify: %v", err)
+	}
+	if testutil.ToFloat64(failures) != 0 {
+		t.Error("a scheduled backup failed")
 	}
 }

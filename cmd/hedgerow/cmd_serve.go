@@ -186,6 +186,10 @@ func (a *app) serve(ctx context.Context, cfg Config) error {
 		a.log.Info("incident writer stopped", "attempts", st.Attempts, "incidents", st.Incidents, "dropped", st.Dropped)
 	}()
 	go a.retentionLoop(ctx, cfg.Incidents)
+	backupFailures := prometheus.NewCounter(prometheus.CounterOpts{Name: "hedgerow_backup_failures_total",
+		Help: "Scheduled backups (backup.dir) that failed; the next run tries again."})
+	reg.MustRegister(backupFailures)
+	go a.backupLoop(ctx, cfg.Backup, backupFailures)
 	if cfg.Incidents.DigestEvery > 0 {
 		go a.digestLoop(ctx, cfg.Incidents.DigestEvery.D(), alerts)
 	}

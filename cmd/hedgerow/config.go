@@ -32,6 +32,7 @@ type Config struct {
 	Admin     string          `yaml:"admin"` // listener for the admin UI and API, /metrics, health and the PAC file; default 127.0.0.1:9153
 	AdminUI   AdminUIConfig   `yaml:"admin_ui"`
 	Identity  IdentityConfig  `yaml:"identity"`
+	Backup    BackupConfig    `yaml:"backup"`
 	DNS       DNSConfig       `yaml:"dns"`
 	Proxy     ProxyConfig     `yaml:"proxy"`
 	Incidents IncidentsConfig `yaml:"incidents"`
@@ -47,6 +48,13 @@ type FeedsConfig struct {
 	UpdateAt    string   `yaml:"update_at"`    // local time (HH:MM) of the day's first check; default "02:30"
 	MaxRemoval  float64  `yaml:"max_removal"`  // largest fraction of a feed one update may remove; default 0.5
 	Timeout     Duration `yaml:"timeout"`      // longest one feed's update (download and parse) may take; default 10m
+}
+
+// BackupConfig schedules hot backups while serve runs.
+type BackupConfig struct {
+	Dir   string   `yaml:"dir"`   // directory for dated backups; "" turns scheduled backups off
+	Every Duration `yaml:"every"` // how often; default 24h
+	Keep  int      `yaml:"keep"`  // newest backups kept; default 14
 }
 
 // AdminUIConfig tunes the admin web UI and API.
@@ -195,6 +203,7 @@ func DefaultConfig() Config {
 			RetentionLow: Duration(30 * 24 * time.Hour), Retention: Duration(365 * 24 * time.Hour), PurgeEvery: Duration(24 * time.Hour),
 			DigestEvery: Duration(7 * 24 * time.Hour), ContextWindow: Duration(30 * time.Minute)},
 		AdminUI: AdminUIConfig{SessionIdle: Duration(30 * time.Minute), SessionMax: Duration(12 * time.Hour)},
+		Backup:  BackupConfig{Every: Duration(24 * time.Hour), Keep: 14},
 		Feeds:   FeedsConfig{UpdateEvery: Duration(24 * time.Hour), UpdateAt: "02:30", MaxRemoval: 0.5, Timeout: Duration(10 * time.Minute)},
 		Log:     LogConfig{Level: "info", Format: "text"},
 	}
@@ -429,6 +438,9 @@ func (c Config) Validate() error {
 
 	errs = append(errs, c.Proxy.validate(c)...)
 	errs = append(errs, c.Identity.validate()...)
+	if b := c.Backup; b.Dir != "" && (b.Every.D() < time.Minute || b.Keep < 1) {
+		bad("backup", "every %s and keep %d: want every at least 1m (e.g. 24h) and keep at least 1 (e.g. 14)", b.Every, b.Keep)
+	}
 	if _, err := c.Alerts.AlertConfig(); err != nil {
 		errs = append(errs, err)
 	}

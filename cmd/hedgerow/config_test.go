@@ -209,7 +209,7 @@ func TestConfigLoadErrors(t *testing.T) {
 		want          []string // each must appear in the error
 	}{
 		{"unknown top-level key", "data: /x\nadmn: 127.0.0.1:9153\n",
-			[]string{"line 2", `unknown key "admn"`, "known keys at the top level: data, admin, admin_ui, identity, dns, proxy, incidents, alerts, feeds, log"}},
+			[]string{"line 2", `unknown key "admn"`, "known keys at the top level: data, admin, admin_ui, identity, backup, dns, proxy, incidents, alerts, feeds, log"}},
 		{"unknown nested key", "dns:\n  listen: [\"0.0.0.0:53\"]\n  tiemout: 2s\n",
 			[]string{"line 3", `unknown key "dns.tiemout"`, "known keys in dns:", "timeout"}},
 		{"unknown key two levels down", "dns:\n  cache:\n    max_entires: 5\n",

@@ -116,6 +116,12 @@ it is created with a starter policy and starter lists on first use.`,
 		a.incidentsCommand(),
 		a.statusCommand(),
 		a.caCommand(),
+		&cobra.Command{Use: "version", Short: "Print hedgerow's version and the schema of database it writes", Args: cobra.NoArgs,
+			Example: "  hedgerow version",
+			RunE: func(*cobra.Command, []string) error {
+				fmt.Fprintf(a.stdout, "hedgerow %s (database schema %d)\n", version(), store.SchemaVersion)
+				return nil
+			}},
 		a.selftestCommand(),
 	)
 	root.AddCommand(a.backupCommands()...)
