@@ -37,6 +37,9 @@ type Config struct {
 	// and 15 minutes).
 	LoginFailures int
 	LoginWindow   time.Duration
+	// SelftestDir is where `hedgerow selftest` writes its reports, listed
+	// on the self-tests page.
+	SelftestDir string
 }
 
 // FilterHealth is what the dashboard shows of the running filter.

@@ -29,5 +29,6 @@ func (s *Server) routes() []route {
 	// Each page file adds its own routes here.
 	routes = append(routes, s.listRoutes()...)
 	routes = append(routes, s.policyRoutes()...)
+	routes = append(routes, s.reviewRoutes()...)
 	return routes
 }

@@ -115,6 +115,8 @@ func (s *Server) nav(c *call) []navItem {
 	add("/clients", "Clients", roleAdmin)
 	add("/requests", "Unblock requests", roleAdmin)
 	add("/test", "Test a URL", roleAny)
+	add("/digest", "Digest", roleAny)
+	add("/selftests", "Self-tests", roleAny)
 	add("/audit", "Audit log", roleAdmin)
 	add("/users", "Users", roleAdmin)
 	add("/account", "My account", roleAny)

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,7 +22,8 @@ func (a *app) newAdminUI(cfg Config, filter *categories.Filter, h *health, reg p
 	if err := a.ensureFirstAdmin(); err != nil {
 		return nil, err
 	}
-	return admin.New(admin.Config{Hosts: cfg.AdminUI.Hosts, SessionIdle: cfg.AdminUI.SessionIdle.D(), SessionMax: cfg.AdminUI.SessionMax.D()},
+	return admin.New(admin.Config{Hosts: cfg.AdminUI.Hosts, SessionIdle: cfg.AdminUI.SessionIdle.D(), SessionMax: cfg.AdminUI.SessionMax.D(),
+		SelftestDir: filepath.Join(cfg.Data, "selftest")},
 		admin.Deps{
 			Read:   a.readStore,
 			Write:  a.writeExisting,
