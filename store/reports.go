@@ -8,6 +8,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"hedgerow/categories"
 )
 
 // Report kinds.
@@ -104,7 +106,13 @@ func (s *Store) AddReport(r Report) (uint64, error) {
 		if err != nil {
 			return err
 		}
-		return b.Put(u64(id), raw)
+		if err := b.Put(u64(id), raw); err != nil {
+			return err
+		}
+		if r.Kind == ReportConcern {
+			return s.putConcernIncident(tx, r)
+		}
+		return nil
 	})
 	if err != nil {
 		return 0, fmt.Errorf("add %s report from %s: %w", r.Kind, r.Client, err)
@@ -151,4 +159,38 @@ func reportID(k []byte) uint64 {
 		return 0
 	}
 	return binary.BigEndian.Uint64(k)
+}
+
+// RuleConcern is the rule of an incident that a pupil's "report a concern"
+// from the block page made: it waits in the DSL's review queue like any
+// other, with the pupil's words as its first note.
+const RuleConcern = "concern"
+
+// putConcernIncident files a concern as an incident of its own, in the
+// report's transaction.
+func (s *Store) putConcernIncident(tx *bolt.Tx, r Report) error {
+	// The block page names the category for people; incidents keep slugs.
+	slug, severity := r.Category, "high"
+	for _, c := range s.tax.All() {
+		if c.Name == r.Category || c.Slug == r.Category {
+			slug = c.Slug
+			if c.Severity == categories.SeverityCritical {
+				severity = "critical"
+			}
+		}
+	}
+	b := tx.Bucket(bIncidents)
+	id, err := b.NextSequence()
+	if err != nil {
+		return err
+	}
+	in := Incident{ID: id, First: r.Time, Last: r.Time, Count: 1, Channel: "report", Client: r.Client, User: r.User,
+		Group: r.Group, Host: r.Host, URL: r.URL, Category: slug, Severity: severity, Rule: RuleConcern,
+		Blocked: true, Intent: IntentNavigate, Review: true, State: StateNew,
+		Notes: []Note{{Time: r.Time, Actor: "the pupil, from the block page", State: StateNew, Text: r.Message}}}
+	raw, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	return b.Put(u64(id), raw)
 }

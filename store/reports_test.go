@@ -197,3 +197,27 @@ func TestMigrateSchema1AddsReports(t *testing.T) {
 	}
 	mustCheck(t, s)
 }
+
+func TestConcernIsAnIncident(t *testing.T) {
+	s, _ := openNew(t)
+	if _, err := s.AddReport(Report{Kind: ReportUnblock, Client: "10.0.0.5", Host: "games.example"}); err != nil {
+		t.Fatal(err)
+	}
+	id, err := s.AddReport(Report{Kind: ReportConcern, Client: "10.0.0.5", User: "jsmith", Group: "ks3-ks4", Host: "self-harm.example",
+		Category: "Self-harm and suicide", Message: "my friend keeps looking at this"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	incs, err := s.Incidents(IncidentFilter{ReviewOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(incs) != 1 {
+		t.Fatalf("%d incidents for review, want the concern alone (report %d): %+v", len(incs), id, incs)
+	}
+	in := incs[0]
+	if in.Rule != RuleConcern || in.Category != "self-harm" || in.State != StateNew || in.Client != "10.0.0.5" || in.User != "jsmith" || in.Host != "self-harm.example" ||
+		len(in.Notes) != 1 || in.Notes[0].Text != "my friend keeps looking at this" {
+		t.Errorf("concern incident %+v", in)
+	}
+}
