@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -74,7 +75,11 @@ type Deps struct {
 	Changed func()
 	// Health reports the running filter's health for the dashboard.
 	Health func(context.Context) FilterHealth
-	Log    *slog.Logger
+	// RunSelftest runs `hedgerow selftest` against the running filter as
+	// actor and returns the HTML report's file name and a one-line
+	// summary; nil leaves the button out.
+	RunSelftest func(ctx context.Context, actor string) (report, summary string, err error)
+	Log         *slog.Logger
 	Now    func() time.Time
 	// Metrics receives hedgerow_admin_* metrics; may be nil.
 	Metrics prometheus.Registerer
@@ -92,6 +97,8 @@ type Server struct {
 
 	keyMu sync.Mutex
 	key   []byte // pseudonym key, see pseudonymKey
+
+	selftestRunning atomic.Bool // one self-test at a time
 
 	imports importJobs // background list imports (lists.go); the zero value is ready
 }

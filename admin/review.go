@@ -2,6 +2,8 @@ package admin
 
 import (
 	"cmp"
+	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -74,7 +76,10 @@ func (s *Server) selftests(c *call) (reply, error) {
 	if c.api {
 		return reply{data: out}, nil
 	}
-	return reply{page: "selftests.html", title: "Filtering self-tests", data: out}, nil
+	return reply{page: "selftests.html", title: "Filtering self-tests", data: struct {
+		Reports []selftestReport
+		CanRun  bool
+	}{out, s.d.RunSelftest != nil && hasRole(c.user, roleAdmin)}}, nil
 }
 
 // selftestFile serves one report as it was written. Only names the self-test
@@ -103,11 +108,31 @@ func (s *Server) selftestFile(c *call) (reply, error) {
 	}}, nil
 }
 
+// runSelftest runs the self-test now, through the filter's own listeners,
+// and goes to its report.
+func (s *Server) runSelftest(c *call) (reply, error) {
+	if s.d.RunSelftest == nil {
+		return reply{}, notFound("self-tests cannot be run from this server")
+	}
+	if !s.selftestRunning.CompareAndSwap(false, true) {
+		return reply{}, &httpError{http.StatusConflict, "a self-test is running; wait for it to finish"}
+	}
+	defer s.selftestRunning.Store(false)
+	ctx, cancel := context.WithTimeout(c.r.Context(), 5*time.Minute)
+	defer cancel()
+	report, summary, err := s.d.RunSelftest(ctx, c.actor())
+	if err != nil {
+		return reply{}, fmt.Errorf("self-test: %w", err)
+	}
+	return reply{redirect: "/selftests", message: summary, data: map[string]string{"report": report}}, nil
+}
+
 func (s *Server) reviewRoutes() []route {
-	const get = http.MethodGet
+	const get, post = http.MethodGet, http.MethodPost
 	return []route{
 		{get, "/digest", roleAny, true, true, s.digestPage},
 		{get, "/selftests", roleAny, true, true, s.selftests},
 		{get, "/selftests/{name}", roleAny, true, true, s.selftestFile},
+		{post, "/selftests/run", roleAdmin, true, true, s.runSelftest},
 	}
 }

@@ -163,6 +163,15 @@ func TestBrowserAdmin(t *testing.T) {
 		chromedp.Submit(chromedp.ID("an-1")),
 		flash)
 	dnsChanges("wrongly-blocked.test", "NOERROR")
+	// The yearly filtering check, run from the UI.
+	run("run a self-test",
+		chromedp.Navigate(s.admin+"/selftests"),
+		chromedp.Click(chromedp.CSS(`form[action="/selftests/run"] button`)),
+		flash,
+		shot("selftests"))
+	if text, err := chromedp.Run(bctx, chromedp.Text(chromedp.CSS("main"))); err != nil || !strings.Contains(text, "Self-test done") || !strings.Contains(text, "selftest-") {
+		t.Errorf("after running a self-test: %v\n%s", err, text)
+	}
 	run("log out", chromedp.Click(chromedp.CSS(".logout button")), chromedp.WaitVisible(chromedp.ID("name")))
 
 	// The DSL reviews the incident with a note and exports CSV.

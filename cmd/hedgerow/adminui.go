@@ -34,7 +34,15 @@ func (a *app) newAdminUI(cfg Config, filter *categories.Filter, h *health, reg p
 				default: // a reload is already due
 				}
 			},
-			Health:  func(ctx context.Context) admin.FilterHealth { return adminHealth(h.check(ctx)) },
+			Health: func(ctx context.Context) admin.FilterHealth { return adminHealth(h.check(ctx)) },
+			RunSelftest: func(ctx context.Context, who string) (string, string, error) {
+				rep, path, err := a.runSelftest(ctx, cfg, selftestFlags{perCategory: 3}, who)
+				if err != nil {
+					return "", "", err
+				}
+				return filepath.Base(path), fmt.Sprintf("Self-test done: %d of %d probes agree with the policy, %d disagree; %d groups probed, %d not from this server.",
+					rep.Summary.Passed, rep.Summary.Probes, rep.Summary.Failed, len(rep.Summary.Probed), len(rep.Summary.NotProbed)), nil
+			},
 			Log:     a.log,
 			Now:     a.now,
 			Metrics: reg,

@@ -271,35 +271,9 @@ type selftester struct {
 // selftest runs the probes, writes the reports, records the run in the
 // audit trail and turns the outcome into the exit status.
 func (a *app) selftest(ctx context.Context, cfg Config, f selftestFlags) error {
-	st, rep, err := a.newSelftest(cfg, f.perCategory)
+	rep, htmlPath, err := a.runSelftest(ctx, cfg, f, actor())
 	if err != nil {
 		return err
-	}
-	loc, err := time.LoadLocation(rep.TimeZone)
-	if err != nil {
-		loc = time.Local
-	}
-	results := st.runAll(ctx, rep)
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("selftest: interrupted before every probe was sent; no report written: %w", err)
-	}
-	for _, r := range results {
-		rep.Probes = append(rep.Probes, r...)
-	}
-	rep.Finished = a.now()
-	rep.summarise()
-	out := f.out
-	if out == "" {
-		out = filepath.Join(cfg.Data, "selftest")
-	}
-	htmlPath, err := writeSelftestReport(out, rep, loc)
-	if err != nil {
-		return err
-	}
-	rec := store.SelftestRecord{Report: htmlPath, Probes: rep.Summary.Probes, Passed: rep.Summary.Passed,
-		Failed: rep.Summary.Failed, Probed: rep.Summary.Probed, NotProbed: rep.Summary.NotProbed}
-	if err := a.writeExisting(func(s *store.Store) error { return s.RecordSelftest(actor(), rec) }); err != nil {
-		return fmt.Errorf("selftest: the report is in %s, but the run could not be recorded in the audit trail: %w", htmlPath, err)
 	}
 	if f.asJSON {
 		if err := a.printJSON(rep); err != nil {
@@ -315,6 +289,42 @@ func (a *app) selftest(ctx context.Context, cfg Config, f selftestFlags) error {
 		return &exitError{code: 1, err: fmt.Errorf("selftest: %d of %d probes disagree with the policy", rep.Summary.Failed, rep.Summary.Probes)}
 	}
 	return nil
+}
+
+// runSelftest sends the probes, writes the report and records the run in
+// the audit trail as who's: the CLI's selftest and the admin UI's.
+func (a *app) runSelftest(ctx context.Context, cfg Config, f selftestFlags, who string) (*SelftestReport, string, error) {
+	st, rep, err := a.newSelftest(cfg, f.perCategory)
+	if err != nil {
+		return nil, "", err
+	}
+	loc, err := time.LoadLocation(rep.TimeZone)
+	if err != nil {
+		loc = time.Local
+	}
+	results := st.runAll(ctx, rep)
+	if err := ctx.Err(); err != nil {
+		return nil, "", fmt.Errorf("selftest: interrupted before every probe was sent; no report written: %w", err)
+	}
+	for _, r := range results {
+		rep.Probes = append(rep.Probes, r...)
+	}
+	rep.Finished = a.now()
+	rep.summarise()
+	out := f.out
+	if out == "" {
+		out = filepath.Join(cfg.Data, "selftest")
+	}
+	htmlPath, err := writeSelftestReport(out, rep, loc)
+	if err != nil {
+		return nil, "", err
+	}
+	rec := store.SelftestRecord{Report: htmlPath, Probes: rep.Summary.Probes, Passed: rep.Summary.Passed,
+		Failed: rep.Summary.Failed, Probed: rep.Summary.Probed, NotProbed: rep.Summary.NotProbed}
+	if err := a.writeExisting(func(s *store.Store) error { return s.RecordSelftest(who, rec) }); err != nil {
+		return rep, htmlPath, fmt.Errorf("selftest: the report is in %s, but the run could not be recorded in the audit trail: %w", htmlPath, err)
+	}
+	return rep, htmlPath, nil
 }
 
 // newSelftest reads the listeners' addresses, the lists, the policy and the
