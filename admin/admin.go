@@ -80,7 +80,7 @@ type Deps struct {
 	// summary; nil leaves the button out.
 	RunSelftest func(ctx context.Context, actor string) (report, summary string, err error)
 	Log         *slog.Logger
-	Now    func() time.Time
+	Now         func() time.Time
 	// Metrics receives hedgerow_admin_* metrics; may be nil.
 	Metrics prometheus.Registerer
 }
