@@ -41,6 +41,9 @@ type Config struct {
 	// SelftestDir is where `hedgerow selftest` writes its reports, listed
 	// on the self-tests page.
 	SelftestDir string
+	// FeedSchedule says in words when serve updates the feeds, for the
+	// lists page ("every day at 02:30").
+	FeedSchedule string
 }
 
 // FilterHealth is what the dashboard shows of the running filter.

@@ -77,6 +77,7 @@ type listsPage struct {
 	Feeds    []store.FeedInfo    `json:"feeds"`
 	Changes  []store.AuditRecord `json:"changes"`
 	Imports  []importJob         `json:"imports"`
+	Schedule string              `json:"schedule"` // when feeds are updated by themselves
 
 	Categories []categoryOption `json:"-"`
 	Formats    []string         `json:"-"`
@@ -137,6 +138,7 @@ func (s *Server) listsData(c *call, q string) (listsPage, error) {
 		p.Changes, _, err = queryAudit(st, auditQuery{Prefixes: listChangeActions, Limit: recentListChanges})
 		return err
 	})
+	p.Schedule = s.cfg.FeedSchedule
 	if p.Feeds == nil {
 		p.Feeds = []store.FeedInfo{}
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -23,7 +24,7 @@ func (a *app) newAdminUI(cfg Config, filter *categories.Filter, h *health, reg p
 		return nil, err
 	}
 	return admin.New(admin.Config{Hosts: cfg.AdminUI.Hosts, SessionIdle: cfg.AdminUI.SessionIdle.D(), SessionMax: cfg.AdminUI.SessionMax.D(),
-		SelftestDir: filepath.Join(cfg.Data, "selftest")},
+		SelftestDir: filepath.Join(cfg.Data, "selftest"), FeedSchedule: feedSchedule(cfg.Feeds)},
 		admin.Deps{
 			Read:   a.readStore,
 			Write:  a.writeExisting,
@@ -87,4 +88,15 @@ func (a *app) ensureFirstAdmin() error {
 			"user", name, "password", password)
 		return nil
 	})
+}
+
+// feedSchedule says when serve updates the feeds, in words.
+func feedSchedule(f FeedsConfig) string {
+	switch {
+	case f.UpdateEvery <= 0:
+		return "only by hand (feeds.update_every is 0)"
+	case f.UpdateEvery.D() == 24*time.Hour:
+		return "every day at " + f.UpdateAt
+	}
+	return fmt.Sprintf("every %s from %s", f.UpdateEvery, f.UpdateAt)
 }
