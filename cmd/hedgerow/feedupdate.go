@@ -67,7 +67,10 @@ func (a *app) feedUpdateLoop(ctx context.Context, cfg FeedsConfig, m *feedupdate
 	} else {
 		a.log.Info("scheduled list updates are off (feeds.update_every: 0); hedgerow lists update runs them by hand")
 	}
-	refresh := time.NewTicker(time.Minute)
+	// A stat of the database file; the records are read again only when it
+	// changed, so a check run with hedgerow lists update shows in /metrics
+	// within seconds.
+	refresh := time.NewTicker(5 * time.Second)
 	defer refresh.Stop()
 	lastMod := modTime(a.dbPath())
 	for {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -34,6 +35,7 @@ type Readiness struct {
 	Started       time.Time                  `json:"started"`
 	UptimeSeconds float64                    `json:"uptime_seconds"`
 	Lists         ListsHealth                `json:"lists"`
+	Feeds         []FeedHealth               `json:"feeds"` // every imported feed, the starter lists included; null when the database could not be read
 	Store         string                     `json:"store"` // "ok", "busy" (another command holds it), or the error
 	Upstreams     []dnsfilter.UpstreamHealth `json:"upstreams"`
 	Incidents     store.WriterStats          `json:"incidents"`
@@ -46,6 +48,30 @@ type ListsHealth struct {
 	URLs            int       `json:"urls"`
 	LoadedAt        time.Time `json:"loaded_at"`
 	LastReloadError string    `json:"last_reload_error,omitempty"`
+}
+
+// FeedHealth is an imported feed's last update check as the database
+// records it, whichever process ran it (serve's schedule or hedgerow lists
+// update).
+type FeedHealth struct {
+	Name        string    `json:"name"`
+	Entries     int       `json:"entries"`
+	LastResult  string    `json:"last_result,omitempty"` // store.FeedUpdated, FeedNotModified, FeedFailed or FeedRefused; empty before the first check
+	LastError   string    `json:"last_error,omitempty"`  // why the last check failed or was refused
+	CheckedAt   time.Time `json:"checked_at,omitzero"`
+	LastSuccess time.Time `json:"last_success,omitzero"` // the import, or the last check that found the entries current
+	Failures    int       `json:"failures,omitempty"`    // failed or refused checks since the last success
+}
+
+func feedHealth(i store.FeedInfo) FeedHealth {
+	return FeedHealth{Name: i.Name, Entries: i.Domains + i.URLs + i.Exceptions, LastResult: i.LastResult, LastError: i.LastError,
+		CheckedAt: i.CheckedAt, LastSuccess: i.LastSuccess(), Failures: i.Failures}
+}
+
+// Failing says whether the feed's last check failed or was refused. That
+// is a warning, not a reason to be unready: its old entries stay in service.
+func (f FeedHealth) Failing() bool {
+	return f.LastResult == store.FeedFailed || f.LastResult == store.FeedRefused
 }
 
 // version is the module version and VCS revision the binary was built from.
@@ -78,11 +104,24 @@ func (h *health) check(ctx context.Context) Readiness {
 	if idx.Len() == 0 {
 		r.Problems = append(r.Problems, "no list entries loaded")
 	}
-	if err := h.a.readStore(func(*store.Store) error { return nil }); errors.Is(err, store.ErrLocked) {
+	var feeds []store.FeedInfo
+	var feedsErr error
+	if err := h.a.readStore(func(s *store.Store) error {
+		feeds, feedsErr = s.Feeds()
+		return nil
+	}); errors.Is(err, store.ErrLocked) {
 		r.Store = "busy"
 	} else if err != nil {
 		r.Store = err.Error()
 		r.Problems = append(r.Problems, "the database cannot be opened")
+	} else if feedsErr != nil {
+		r.Store = feedsErr.Error()
+		r.Problems = append(r.Problems, "the feeds' records in the database cannot be read")
+	} else {
+		r.Feeds = make([]FeedHealth, 0, len(feeds))
+		for _, f := range feeds {
+			r.Feeds = append(r.Feeds, feedHealth(f))
+		}
 	}
 	probeCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
@@ -170,6 +209,7 @@ func (a *app) printReadiness(rd Readiness) {
 	if rd.Lists.LastReloadError != "" {
 		fmt.Fprintf(w, "           last reload failed: %s\n", rd.Lists.LastReloadError)
 	}
+	a.printFeeds(rd.Feeds)
 	fmt.Fprintf(w, "database:  %s\n", rd.Store)
 	for _, u := range rd.Upstreams {
 		if u.OK {
@@ -180,4 +220,29 @@ func (a *app) printReadiness(rd Readiness) {
 	}
 	fmt.Fprintf(w, "incidents: %d waiting to be written, %d attempts written, %d dropped\n",
 		rd.Incidents.Queued, rd.Incidents.Attempts, rd.Incidents.Dropped)
+}
+
+// printFeeds writes how many feeds there are and a line for each whose
+// last update check failed or was refused.
+func (a *app) printFeeds(feeds []FeedHealth) {
+	w := a.stdout
+	if feeds == nil {
+		fmt.Fprintln(w, "feeds:     unknown (the database could not be read)")
+		return
+	}
+	var failing []FeedHealth
+	for _, f := range feeds {
+		if f.Failing() {
+			failing = append(failing, f)
+		}
+	}
+	if len(failing) == 0 {
+		fmt.Fprintf(w, "feeds:     %d, none failing to update\n", len(feeds))
+		return
+	}
+	fmt.Fprintf(w, "feeds:     %d, %d failing to update (their old entries stay in service):\n", len(feeds), len(failing))
+	for _, f := range failing {
+		fmt.Fprintf(w, "           %s: last check %s at %s, %d time(s) since the last success (%s): %s\n", f.Name, strings.ToUpper(f.LastResult),
+			f.CheckedAt.Local().Format("2006-01-02 15:04:05"), f.Failures, f.LastSuccess.Local().Format("2006-01-02 15:04:05"), f.LastError)
+	}
 }

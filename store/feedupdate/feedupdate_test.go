@@ -604,8 +604,14 @@ func TestUpdateMetricsFollowFeeds(t *testing.T) {
 	at := time.Date(2026, 3, 1, 2, 30, 0, 0, time.UTC)
 	m.SetFeeds([]store.FeedInfo{
 		{Name: "a", Domains: 10, URLs: 2, Exceptions: 1, ImportedAt: at},
-		{Name: "b", Domains: 5, ImportedAt: at, SucceededAt: at.Add(time.Hour)},
+		{Name: "b", Domains: 5, ImportedAt: at, SucceededAt: at.Add(time.Hour), LastResult: store.FeedFailed, Failures: 3},
 	})
+	if got, ok := metricValue(t, reg, "hedgerow_feed_consecutive_failures", "feed", "b"); got != 3 {
+		t.Errorf("consecutive failures of b = %v (present %v), want 3 from its record", got, ok)
+	}
+	if got, ok := metricValue(t, reg, "hedgerow_feed_consecutive_failures", "feed", "a"); !ok || got != 0 {
+		t.Errorf("consecutive failures of a = %v (present %v), want 0", got, ok)
+	}
 	if n := seriesCount(t, reg, "hedgerow_feed_updates_total"); n != 2*len(store.FeedResults()) {
 		t.Errorf("%d update series, want every result for both feeds", n)
 	}
@@ -616,7 +622,8 @@ func TestUpdateMetricsFollowFeeds(t *testing.T) {
 		t.Errorf("last success of b = %v", got)
 	}
 	m.SetFeeds([]store.FeedInfo{{Name: "b", Domains: 6}})
-	for _, name := range []string{"hedgerow_feed_updates_total", "hedgerow_feed_entries", "hedgerow_feed_last_success_timestamp_seconds"} {
+	for _, name := range []string{"hedgerow_feed_updates_total", "hedgerow_feed_entries", "hedgerow_feed_last_success_timestamp_seconds",
+		"hedgerow_feed_consecutive_failures"} {
 		if n := seriesCount(t, reg, name); n == 0 || n > len(store.FeedResults()) {
 			t.Errorf("%s has %d series after feed a went", name, n)
 		}

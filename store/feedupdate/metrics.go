@@ -13,6 +13,7 @@ import (
 //	hedgerow_feed_updates_total{feed,result}          update checks, by result (updated, not-modified, failed, refused)
 //	hedgerow_feed_last_success_timestamp_seconds{feed} when the feed's entries were last known current (import, update or not-modified check)
 //	hedgerow_feed_entries{feed}                        the feed's entries (domains, URL prefixes and exceptions)
+//	hedgerow_feed_consecutive_failures{feed}           failed or refused checks since the last success, by any process
 //
 // Every feed that SetFeeds has seen has all its series, at zero before its
 // first check, so a rule on increase(...{result="failed"}) works from the
@@ -21,6 +22,7 @@ type Metrics struct {
 	updates     *prometheus.CounterVec
 	lastSuccess *prometheus.GaugeVec
 	entries     *prometheus.GaugeVec
+	failures    *prometheus.GaugeVec
 
 	mu    sync.Mutex
 	known map[string]bool // feeds with series
@@ -43,10 +45,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "hedgerow_feed_entries",
 			Help: "Entries of the feed in the database: domains, URL prefixes and exceptions.",
 		}, []string{"feed"}),
+		// From the feed's record, so that checks run by hedgerow lists
+		// update in another process show in serve's metrics too.
+		failures: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "hedgerow_feed_consecutive_failures",
+			Help: "Failed or refused update checks of the feed since its last success, whichever process ran them (0 once a check succeeds).",
+		}, []string{"feed"}),
 		known: map[string]bool{},
 	}
 	if reg != nil {
-		reg.MustRegister(m.updates, m.lastSuccess, m.entries)
+		reg.MustRegister(m.updates, m.lastSuccess, m.entries, m.failures)
 	}
 	return m
 }
@@ -69,6 +77,7 @@ func (m *Metrics) SetFeeds(infos []store.FeedInfo) {
 			delete(m.known, name)
 			m.lastSuccess.DeleteLabelValues(name)
 			m.entries.DeleteLabelValues(name)
+			m.failures.DeleteLabelValues(name)
 			m.updates.DeletePartialMatch(prometheus.Labels{"feed": name})
 		}
 	}
@@ -91,6 +100,7 @@ func (m *Metrics) setFeed(info store.FeedInfo) {
 		m.lastSuccess.WithLabelValues(info.Name).Set(float64(t.UnixNano()) / 1e9)
 	}
 	m.entries.WithLabelValues(info.Name).Set(float64(info.Domains + info.URLs + info.Exceptions))
+	m.failures.WithLabelValues(info.Name).Set(float64(info.Failures))
 }
 
 // count adds one check of a feed.
