@@ -56,6 +56,9 @@ type FilterHealth struct {
 	Upstreams []UpstreamStatus
 	Queue     int    // incidents waiting to be written
 	Dropped   uint64 // incidents lost to a full queue since start
+	// FeedsFailing describes feeds whose last update failed or was refused
+	// (their old entries stay in service).
+	FeedsFailing []string
 }
 
 // UpstreamStatus is one upstream resolver's state.

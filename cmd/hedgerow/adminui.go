@@ -53,6 +53,11 @@ func (a *app) newAdminUI(cfg Config, filter *categories.Filter, h *health, reg p
 func adminHealth(r Readiness) admin.FilterHealth {
 	fh := admin.FilterHealth{Ready: r.Ready, Problems: r.Problems, Version: r.Version, Entries: r.Lists.Entries,
 		LoadedAt: r.Lists.LoadedAt, Queue: int(r.Incidents.Queued), Dropped: r.Incidents.Dropped}
+	for _, f := range r.Feeds {
+		if f.LastResult == store.FeedFailed || f.LastResult == store.FeedRefused {
+			fh.FeedsFailing = append(fh.FeedsFailing, fmt.Sprintf("%s: %s %s", f.Name, f.LastResult, f.LastError))
+		}
+	}
 	for _, u := range r.Upstreams {
 		fh.Upstreams = append(fh.Upstreams, admin.UpstreamStatus{Name: u.Upstream, OK: u.OK, Error: u.Error})
 	}
