@@ -257,19 +257,11 @@ func editBool(c *call, name string) (bool, error) {
 // findPolicyGroup returns a pointer into p for in-place edits; "school" is
 // the school-wide overrides.
 func findPolicyGroup(p *categories.Policy, name string) (*categories.Group, error) {
-	if name == categories.SchoolGroup {
-		return &p.School, nil
+	g, err := p.GroupNamed(name)
+	if err != nil {
+		return nil, notFound("%v", err)
 	}
-	for i := range p.Groups {
-		if p.Groups[i].Name == name {
-			return &p.Groups[i], nil
-		}
-	}
-	names := []string{categories.SchoolGroup}
-	for _, g := range p.Groups {
-		names = append(names, g.Name)
-	}
-	return nil, notFound("group %q: no such group (groups: %s)", name, strings.Join(names, ", "))
+	return g, nil
 }
 
 // ageGroup is findPolicyGroup for the settings only age groups have.

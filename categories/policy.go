@@ -79,6 +79,24 @@ type Policy struct {
 	TimeZone string       `json:"time_zone"`
 }
 
+// GroupNamed returns a pointer into p for in-place edits; SchoolGroup names
+// the school-wide overrides.
+func (p *Policy) GroupNamed(name string) (*Group, error) {
+	if name == SchoolGroup {
+		return &p.School, nil
+	}
+	for i := range p.Groups {
+		if p.Groups[i].Name == name {
+			return &p.Groups[i], nil
+		}
+	}
+	names := []string{SchoolGroup}
+	for _, g := range p.Groups {
+		names = append(names, g.Name)
+	}
+	return nil, fmt.Errorf("group %q: no such group (groups: %s)", name, strings.Join(names, ", "))
+}
+
 // DefaultTimeZone is where a fresh install evaluates schedules.
 const DefaultTimeZone = "Europe/London"
 

@@ -41,8 +41,9 @@ func TestSubjectExport(t *testing.T) {
 		incs, reports []string
 	}{
 		{Subject{Client: "10.0.0.7"}, []string{"a.example", "b.example"}, []string{"r1.example"}},
-		{Subject{User: "alice"}, []string{"b.example", "c.example"}, []string{"r2.example"}},
-		{Subject{Client: "::ffff:10.0.0.9"}, []string{"d.example"}, []string{"r3.example"}},
+		// A concern is an incident of its own too (rule concern).
+		{Subject{User: "alice"}, []string{"b.example", "c.example", "r2.example"}, []string{"r2.example"}},
+		{Subject{Client: "::ffff:10.0.0.9"}, []string{"d.example", "r3.example"}, []string{"r3.example"}},
 		{Subject{User: "carol"}, nil, nil},
 	} {
 		t.Run(tc.sub.String(), func(t *testing.T) {
@@ -100,10 +101,10 @@ func TestSubjectErase(t *testing.T) {
 		t.Errorf("erase without a reason: %v", err)
 	}
 	res, err := s.SubjectErase("dsl", "SAR 2026-14 from a parent", Subject{User: "ALICE"})
-	if err != nil || res != (PurgeResult{Incidents: 2, Reports: 1}) {
+	if err != nil || res != (PurgeResult{Incidents: 3, Reports: 1}) { // b, c and the concern's own incident
 		t.Fatalf("erase: %+v %v", res, err)
 	}
-	if got := retHosts(t, s); !slices.Equal(got, []string{"a.example", "d.example", "e.example"}) {
+	if got := retHosts(t, s); !slices.Equal(got, []string{"a.example", "d.example", "e.example", "r3.example"}) {
 		t.Errorf("left %v", got)
 	}
 	recs := retAuditOf(t, s, "subject-erase")
@@ -152,7 +153,7 @@ func TestSubjectEraseCompactLeavesNoTrace(t *testing.T) {
 		t.Fatal(err)
 	}
 	res, err := s.SubjectErase("dsl", "erasure request", Subject{Client: "10.0.0.9"})
-	if err != nil || res != (PurgeResult{Incidents: 2, Reports: 2}) {
+	if err != nil || res != (PurgeResult{Incidents: 4, Reports: 2}) { // two, and the two concerns' own incidents
 		t.Fatalf("erase: %+v %v", res, err)
 	}
 	if err := s.Compact(); err != nil {

@@ -63,7 +63,7 @@ allowlist mode, everything not approved).`,
 				if err != nil {
 					return err
 				}
-				g, err := findGroup(&p, args[0])
+				g, err := p.GroupNamed(args[0])
 				if err != nil {
 					return err
 				}
@@ -105,12 +105,12 @@ allowlist mode, everything not approved).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
 			return a.policyChange("groups add "+name, reason, func(p *categories.Policy) (string, error) {
-				if _, err := findGroup(p, name); err == nil {
+				if _, err := p.GroupNamed(name); err == nil {
 					return "", fmt.Errorf("group %q already exists", name)
 				}
 				g := categories.Group{Name: name, Mode: categories.ModeFilter, Description: description}
 				if like != "" {
-					src, err := findGroup(p, like)
+					src, err := p.GroupNamed(like)
 					if err != nil || like == categories.SchoolGroup {
 						return "", fmt.Errorf("--like %q: no such group", like)
 					}
@@ -177,7 +177,7 @@ allowlist mode, everything not approved).`,
 			RunE: func(cmd *cobra.Command, args []string) error {
 				name, slugs := args[0], args[1:]
 				return a.policyChange("groups "+verb+" "+strings.Join(args, " "), reason, func(p *categories.Policy) (string, error) {
-					g, err := findGroup(p, name)
+					g, err := p.GroupNamed(name)
 					if err != nil || name == categories.SchoolGroup {
 						return "", fmt.Errorf("no group %q", name)
 					}
@@ -243,7 +243,7 @@ allowlist mode, everything not approved).`,
 						}
 					}
 					return a.policyChangeIn(s, action, reason, func(p *categories.Policy) (string, error) {
-						g, err := findGroup(p, name)
+						g, err := p.GroupNamed(name)
 						if err != nil {
 							return "", err
 						}
@@ -279,7 +279,7 @@ allowlist mode, everything not approved).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name, m := args[0], categories.Mode(args[1])
 			return a.policyChange("groups mode "+name+" "+args[1], reason, func(p *categories.Policy) (string, error) {
-				g, err := findGroup(p, name)
+				g, err := p.GroupNamed(name)
 				if err != nil || name == categories.SchoolGroup {
 					return "", fmt.Errorf("no group %q", name)
 				}
@@ -298,7 +298,7 @@ allowlist mode, everything not approved).`,
 			name := args[0]
 			approve = args[1:]
 			return a.policyChange("groups approve "+strings.Join(args, " "), reason, func(p *categories.Policy) (string, error) {
-				g, err := findGroup(p, name)
+				g, err := p.GroupNamed(name)
 				if err != nil || name == categories.SchoolGroup {
 					return "", fmt.Errorf("no group %q", name)
 				}
@@ -327,7 +327,7 @@ allowlist mode, everything not approved).`,
 				return fmt.Errorf("groups safesearch %s: %q: want on or off", name, args[1])
 			}
 			return a.policyChange("groups safesearch "+strings.Join(args, " ")+" --youtube "+youtube, reason, func(p *categories.Policy) (string, error) {
-				g, err := findGroup(p, name)
+				g, err := p.GroupNamed(name)
 				if err != nil || name == categories.SchoolGroup {
 					return "", fmt.Errorf("no group %q", name)
 				}
@@ -353,7 +353,7 @@ allowlist mode, everything not approved).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
 			return a.policyChange("groups schedule "+name, reason, func(p *categories.Policy) (string, error) {
-				g, err := findGroup(p, name)
+				g, err := p.GroupNamed(name)
 				if err != nil || name == categories.SchoolGroup {
 					return "", fmt.Errorf("no group %q", name)
 				}
@@ -428,7 +428,7 @@ allowlist mode, everything not approved).`,
 			}
 			slices.Sort(changes)
 			return a.policyChange("groups proxy "+name+" "+strings.Join(changes, " "), reason, func(p *categories.Policy) (string, error) {
-				g, err := findGroup(p, name)
+				g, err := p.GroupNamed(name)
 				if err != nil || name == categories.SchoolGroup {
 					return "", fmt.Errorf("no group %q", name)
 				}
@@ -451,23 +451,6 @@ allowlist mode, everything not approved).`,
 	cmd.AddCommand(list, show, add, remove, blockCmd(true), blockCmd(false), overrideCmd(true), overrideCmd(false),
 		modeCmd, approveCmd, safeCmd, scheduleCmd)
 	return cmd
-}
-
-// findGroup returns a pointer into the policy for in-place edits.
-func findGroup(p *categories.Policy, name string) (*categories.Group, error) {
-	if name == categories.SchoolGroup {
-		return &p.School, nil
-	}
-	for i := range p.Groups {
-		if p.Groups[i].Name == name {
-			return &p.Groups[i], nil
-		}
-	}
-	names := []string{categories.SchoolGroup}
-	for _, g := range p.Groups {
-		names = append(names, g.Name)
-	}
-	return nil, fmt.Errorf("no group %q (groups: %s)", name, strings.Join(names, ", "))
 }
 
 // guardAllow refuses an allow override that could never take effect or

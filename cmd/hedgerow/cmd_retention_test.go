@@ -107,8 +107,9 @@ func TestRetentionCLI(t *testing.T) {
 		}
 	}
 
+	// The old concern goes with the incident it made in the review queue.
 	out, errs, code := runRetentionCLI(t, data, "incidents", "purge")
-	if code != 0 || !strings.Contains(out, "deleted 1 incidents and 1 reports") || !strings.Contains(out, "compacted") {
+	if code != 0 || !strings.Contains(out, "deleted 2 incidents and 1 reports") || !strings.Contains(out, "compacted") {
 		t.Fatalf("purge: %d %q %q", code, out, errs)
 	}
 	raw := rawDB(t, data)
@@ -143,13 +144,15 @@ func TestRetentionCLI(t *testing.T) {
 	if code != 0 || json.Unmarshal([]byte(out), &sd) != nil {
 		t.Fatalf("subject export: %d %q %q", code, out, errs)
 	}
-	if len(sd.Incidents) != 1 || sd.Incidents[0].Host != "subject.example" || len(sd.Reports) != 1 || sd.Reports[0].Client != "10.0.0.9" {
+	// The subject's incident, their concern, and the incident the concern made.
+	if len(sd.Incidents) != 2 || sd.Incidents[0].Host != "subject.example" || sd.Incidents[1].Rule != store.RuleConcern ||
+		len(sd.Reports) != 1 || sd.Reports[0].Client != "10.0.0.9" {
 		t.Errorf("export %+v", sd)
 	}
 	// Export to a file and erase.
 	file := filepath.Join(t.TempDir(), "sar.json")
 	out, errs, code = runRetentionCLI(t, data, "incidents", "subject", "--client", "10.0.0.9", "--out", file, "--erase", "--reason", "erasure request 14")
-	if code != 0 || !strings.Contains(out, "erased 1 incidents and 1 reports") {
+	if code != 0 || !strings.Contains(out, "erased 2 incidents and 1 reports") {
 		t.Fatalf("subject erase: %d %q %q", code, out, errs)
 	}
 	st, err := os.Stat(file)
@@ -157,7 +160,7 @@ func TestRetentionCLI(t *testing.T) {
 		t.Fatalf("export file: %v %v", st, err)
 	}
 	body, _ := os.ReadFile(file)
-	if err := json.Unmarshal(body, &sd); err != nil || len(sd.Incidents) != 1 || !strings.Contains(string(body), cliMarker2) {
+	if err := json.Unmarshal(body, &sd); err != nil || len(sd.Incidents) != 2 || !strings.Contains(string(body), cliMarker2) {
 		t.Errorf("export file: %v %s", err, body)
 	}
 	raw = rawDB(t, data)
