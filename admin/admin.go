@@ -76,6 +76,9 @@ type Deps struct {
 	Write func(fn func(*store.Store) error) error
 	// Filter is the running filter, for "test a URL" and the dashboard.
 	Filter *categories.Filter
+	// Restrictions are the devices a pattern restricted to approved sites
+	// (incidents.pattern_restrict); the DSL sees and lifts them. May be nil.
+	Restrictions *categories.Restrictions
 	// Changed asks the running filter to reload lists and policy now, so an
 	// edit takes effect within a second.
 	Changed func()

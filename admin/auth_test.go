@@ -14,7 +14,7 @@ import (
 
 // concretePath fills a route's wildcards with plausible values.
 func concretePath(p string) string {
-	r := strings.NewReplacer("{$}", "", "{id}", "1", "{group}", "ks2", "{name}", "vic")
+	r := strings.NewReplacer("{$}", "", "{id}", "1", "{group}", "ks2", "{name}", "vic", "{addr}", "10.0.0.5")
 	return r.Replace(p)
 }
 

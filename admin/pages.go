@@ -30,5 +30,6 @@ func (s *Server) routes() []route {
 	routes = append(routes, s.listRoutes()...)
 	routes = append(routes, s.policyRoutes()...)
 	routes = append(routes, s.reviewRoutes()...)
+	routes = append(routes, s.restrictionRoutes()...)
 	return routes
 }

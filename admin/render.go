@@ -110,6 +110,7 @@ func (s *Server) nav(c *call) []navItem {
 	add("/", "Dashboard", roleAny)
 	add("/incidents", "Incidents", roleAny)
 	add("/concerns", "Concerns", roleDSL)
+	add("/restrictions", "Restricted devices", roleDSL)
 	add("/lists", "Lists", roleAdmin)
 	add("/policies", "Policies", roleAdmin)
 	add("/clients", "Clients", roleAdmin)

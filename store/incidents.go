@@ -234,6 +234,12 @@ func (s *Store) ReviewIncident(actor string, id uint64, state, note string) erro
 	})
 }
 
+// RecordAction audits something a person did that changes no stored data,
+// such as lifting a device's restriction in the running filter.
+func (s *Store) RecordAction(actor, action, target, reason string) error {
+	return s.db.Update(func(tx *bolt.Tx) error { return s.audit(tx, actor, action, target, nil, nil, reason) })
+}
+
 // RecordView audits a person's look at incident records (who, which
 // records, how): they are personal data about children.
 func (s *Store) RecordView(actor, action, target string) error {

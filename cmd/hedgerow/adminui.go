@@ -19,16 +19,17 @@ import (
 
 // newAdminUI builds the admin UI and API for serve. Edits made there reach
 // the running filter through reloadNow, within a second.
-func (a *app) newAdminUI(cfg Config, filter *categories.Filter, h *health, reg prometheus.Registerer, reloadNow chan<- struct{}) (*admin.Server, error) {
+func (a *app) newAdminUI(cfg Config, filter *categories.Filter, h *health, restrictions *categories.Restrictions, reg prometheus.Registerer, reloadNow chan<- struct{}) (*admin.Server, error) {
 	if err := a.ensureFirstAdmin(); err != nil {
 		return nil, err
 	}
 	return admin.New(admin.Config{Hosts: cfg.AdminUI.Hosts, SessionIdle: cfg.AdminUI.SessionIdle.D(), SessionMax: cfg.AdminUI.SessionMax.D(),
 		SelftestDir: filepath.Join(cfg.Data, "selftest"), FeedSchedule: feedSchedule(cfg.Feeds)},
 		admin.Deps{
-			Read:   a.readStore,
-			Write:  a.writeExisting,
-			Filter: filter,
+			Read:         a.readStore,
+			Write:        a.writeExisting,
+			Filter:       filter,
+			Restrictions: restrictions,
 			Changed: func() {
 				select {
 				case reloadNow <- struct{}{}:

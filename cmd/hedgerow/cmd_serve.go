@@ -216,7 +216,7 @@ func (a *app) serve(ctx context.Context, cfg Config) error {
 		}
 	}
 	h := &health{a: a, started: start, filter: filter, dns: srv, writer: recorder}
-	ui, err := a.newAdminUI(cfg, filter, h, reg, reloadNow)
+	ui, err := a.newAdminUI(cfg, filter, h, restrictions, reg, reloadNow)
 	if err != nil {
 		return err
 	}
