@@ -1,12 +1,14 @@
 package admin
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -43,17 +45,40 @@ var testUsers = map[string][]string{
 	"pupil": nil, // a proxy-only account: may not use the UI
 }
 
+// testDB is the database every test environment starts from, made once:
+// the accounts' bcrypt hashes are most of a test server's start-up, many
+// times over under the race detector.
+var testDB struct {
+	once sync.Once
+	raw  []byte
+	err  error
+}
+
 func newTestEnv(t *testing.T) *testEnv {
 	t.Helper()
 	e := &testEnv{t: t, dbPath: filepath.Join(t.TempDir(), "hedgerow.db"), tax: categories.Builtin()}
-	e.write(func(s *store.Store) error {
-		for name, roles := range testUsers {
-			if err := s.AddUser("test", "test account", store.User{Name: name, Roles: roles}, testPassword); err != nil {
-				return err
+	testDB.once.Do(func() {
+		path := filepath.Join(os.TempDir(), fmt.Sprintf("hedgerow-admin-test-%d.db", os.Getpid()))
+		defer os.Remove(path)
+		seed := &testEnv{t: t, dbPath: path, tax: e.tax}
+		testDB.err = seed.open(false, func(s *store.Store) error {
+			for name, roles := range testUsers {
+				if err := s.AddUser("test", "test account", store.User{Name: name, Roles: roles}, testPassword); err != nil {
+					return err
+				}
 			}
+			return s.AddEntry("test", "adult.example", []string{"adult"}, "a listed site for tests")
+		})
+		if testDB.err == nil {
+			testDB.raw, testDB.err = os.ReadFile(path)
 		}
-		return s.AddEntry("test", "adult.example", []string{"adult"}, "a listed site for tests")
 	})
+	if testDB.err != nil {
+		t.Fatalf("test database: %v", testDB.err)
+	}
+	if err := os.WriteFile(e.dbPath, testDB.raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	var snap *categories.Snapshot
 	e.read(func(s *store.Store) error {
 		var err error
