@@ -35,10 +35,10 @@ func (s *Server) viewOf(in store.Incident, key []byte, identities bool) incident
 		return v
 	}
 	v.Pseudonymised = true
-	v.Client = store.Pseudonym(key, "client:"+in.Client)
-	v.User = store.Pseudonym(key, "user:"+in.User)
-	v.Device = store.Pseudonym(key, "device:"+in.Device)
-	v.MAC = store.Pseudonym(key, "mac:"+in.MAC)
+	v.Client = pseudonym(key, "client", in.Client)
+	v.User = pseudonym(key, "user", in.User)
+	v.Device = pseudonym(key, "device", in.Device)
+	v.MAC = pseudonym(key, "mac", in.MAC)
 	if in.URL != "" {
 		v.URL = "(visible to the DSL)"
 	}
@@ -49,6 +49,15 @@ func (s *Server) viewOf(in store.Incident, key []byte, identities bool) incident
 	v.Notes = nil
 	v.Context = nil // what the pupil browsed before is theirs, for the DSL only
 	return v
+}
+
+// pseudonym stands in for one kind of identity; nothing known stays
+// nothing, rather than becoming a pseudonym of the empty name.
+func pseudonym(key []byte, kind, identity string) string {
+	if identity == "" {
+		return ""
+	}
+	return store.Pseudonym(key, kind+":"+identity)
 }
 
 // incidentFilter reads the list's filters from the query.

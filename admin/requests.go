@@ -58,8 +58,8 @@ func (s *Server) unblockRequests(c *call) (reply, error) {
 	for _, r := range reps {
 		// The same stand-ins as on the incidents pages, so IT staff can
 		// tell one device's requests and incidents belong together.
-		r.Client = store.Pseudonym(key, "client:"+r.Client)
-		r.User = store.Pseudonym(key, "user:"+r.User)
+		r.Client = pseudonym(key, "client", r.Client)
+		r.User = pseudonym(key, "user", r.User)
 		page.Requests = append(page.Requests, unblockView{Report: r, Pseudonymised: true})
 	}
 	if c.api {
