@@ -96,11 +96,7 @@ func clientRange(c *call) (netip.Prefix, error) {
 // addClient maps an address or range to a group, replacing the range's
 // mapping if it had one.
 func (s *Server) addClient(c *call) (reply, error) {
-	reason, err := editReason(c)
-	if err != nil {
-		return reply{}, err
-	}
-	version, err := editVersion(c)
+	reason, version, err := policyEditParams(c)
 	if err != nil {
 		return reply{}, err
 	}
@@ -127,11 +123,7 @@ func (s *Server) addClient(c *call) (reply, error) {
 }
 
 func (s *Server) removeClient(c *call) (reply, error) {
-	reason, err := editReason(c)
-	if err != nil {
-		return reply{}, err
-	}
-	version, err := editVersion(c)
+	reason, version, err := policyEditParams(c)
 	if err != nil {
 		return reply{}, err
 	}

@@ -133,7 +133,7 @@ func (s *Server) listsData(c *call, q string) (listsPage, error) {
 			return fmt.Errorf("read feeds: %w", err)
 		}
 		for i := range p.Feeds {
-			p.Feeds[i].Source = redactURL(p.Feeds[i].Source) // a provider's password stays in the database
+			p.Feeds[i].Source = store.RedactSource(p.Feeds[i].Source) // a provider's password stays in the database
 		}
 		p.Changes, _, err = queryAudit(st, auditQuery{Prefixes: listChangeActions, Limit: recentListChanges})
 		return err
@@ -469,7 +469,7 @@ func (s *Server) checkImport(c *call, form importForm) (importSpec, error) {
 			// Only downloads: a path on this server would let the form
 			// read any file the service can (and show its lines as
 			// malformed entries).
-			return sp, badRequest("url %q: want an http:// or https:// address", redactURL(form.URL))
+			return sp, badRequest("url %q: want an http:// or https:// address", store.RedactSource(form.URL))
 		}
 		sp.source, sp.path, sp.display = form.URL, form.URL, u.Redacted()
 	}
@@ -488,15 +488,6 @@ func uploadedFile(c *call) *multipart.FileHeader {
 		}
 	}
 	return nil
-}
-
-// redactURL hides a password in a URL; anything else (a path) is
-// returned as it is.
-func redactURL(s string) string {
-	if u, err := url.Parse(s); err == nil && u.User != nil {
-		return u.Redacted()
-	}
-	return s
 }
 
 // uploadExt is the extension of an uploaded file's name that tells

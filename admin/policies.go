@@ -234,6 +234,18 @@ func editVersion(c *call) (uint64, error) {
 	return n, nil
 }
 
+// policyEditParams reads what every policy change carries: the reason for
+// the audit trail and the version the editor loaded.
+func policyEditParams(c *call) (reason string, version uint64, err error) {
+	if reason, err = editReason(c); err != nil {
+		return "", 0, err
+	}
+	if version, err = editVersion(c); err != nil {
+		return "", 0, err
+	}
+	return reason, version, nil
+}
+
 // editSent reports whether a field came with the request. A page's form
 // always sends its fields (an unticked checkbox sends nothing, meaning
 // off); an API call leaves out what it does not change.
@@ -310,11 +322,7 @@ func parseMatrixCells(tax *categories.Taxonomy, values []string) (map[string]map
 // saveMatrix saves the whole matrix: every group's blocked categories at
 // once, from the "block" values "GROUP:CATEGORY".
 func (s *Server) saveMatrix(c *call) (reply, error) {
-	reason, err := editReason(c)
-	if err != nil {
-		return reply{}, err
-	}
-	version, err := editVersion(c)
+	reason, version, err := policyEditParams(c)
 	if err != nil {
 		return reply{}, err
 	}
@@ -398,11 +406,7 @@ func (s *Server) saveMatrix(c *call) (reply, error) {
 // safe search, YouTube, the proxy switches and the description.
 func (s *Server) saveGroupSettings(c *call) (reply, error) {
 	name := c.r.PathValue("group")
-	reason, err := editReason(c)
-	if err != nil {
-		return reply{}, err
-	}
-	version, err := editVersion(c)
+	reason, version, err := policyEditParams(c)
 	if err != nil {
 		return reply{}, err
 	}
@@ -601,11 +605,7 @@ func setOverride(p *categories.Policy, group, target string, allow, remove bool)
 // (allow or deny), target, and action (add, the default, or remove).
 func (s *Server) editOverride(c *call) (reply, error) {
 	group := c.r.PathValue("group")
-	reason, err := editReason(c)
-	if err != nil {
-		return reply{}, err
-	}
-	version, err := editVersion(c)
+	reason, version, err := policyEditParams(c)
 	if err != nil {
 		return reply{}, err
 	}
@@ -669,11 +669,7 @@ func removeAction(c *call) (bool, error) {
 // page lists them; the version makes sure it is still the same window).
 func (s *Server) editSchedule(c *call) (reply, error) {
 	group := c.r.PathValue("group")
-	reason, err := editReason(c)
-	if err != nil {
-		return reply{}, err
-	}
-	version, err := editVersion(c)
+	reason, version, err := policyEditParams(c)
 	if err != nil {
 		return reply{}, err
 	}
@@ -772,11 +768,7 @@ func scheduleFrom(c *call) (categories.Schedule, error) {
 // addGroup creates a group, blocking what every group blocks by default
 // (critical and high categories), or as a copy of another ("like").
 func (s *Server) addGroup(c *call) (reply, error) {
-	reason, err := editReason(c)
-	if err != nil {
-		return reply{}, err
-	}
-	version, err := editVersion(c)
+	reason, version, err := policyEditParams(c)
 	if err != nil {
 		return reply{}, err
 	}
@@ -837,11 +829,7 @@ func (s *Server) addGroup(c *call) (reply, error) {
 // blocks everything.
 func (s *Server) removeGroup(c *call) (reply, error) {
 	name := c.r.PathValue("group")
-	reason, err := editReason(c)
-	if err != nil {
-		return reply{}, err
-	}
-	version, err := editVersion(c)
+	reason, version, err := policyEditParams(c)
 	if err != nil {
 		return reply{}, err
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -15,6 +16,16 @@ import (
 	"hedgerow/categories"
 	"hedgerow/categories/listfile"
 )
+
+// RedactSource hides the password in a feed's source URL (a provider's
+// list behind a login); anything else, a path included, is returned as it
+// is. What the admin UI shows and the updater reports goes through it.
+func RedactSource(source string) string {
+	if u, err := url.Parse(source); err == nil && u.User != nil {
+		return u.Redacted()
+	}
+	return source
+}
 
 // LocalFeed is the name under which entries added by hand are reported.
 const LocalFeed = "local"

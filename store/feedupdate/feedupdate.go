@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -159,7 +158,7 @@ func (u *Updater) update(ctx context.Context, name string, req Request) Result {
 		res.Err = fmt.Errorf("update feed %s: %w", name, err)
 		return res
 	}
-	res.Source = redact(info.Source)
+	res.Source = store.RedactSource(info.Source)
 	res.Entries = info.Domains + info.URLs + info.Exceptions
 
 	uctx, cancel := context.WithTimeout(ctx, u.opts.Timeout)
@@ -284,15 +283,4 @@ func (e *renamed) Unwrap() error { return e.err }
 func isURL(source string) bool {
 	l := strings.ToLower(source)
 	return strings.HasPrefix(l, "http://") || strings.HasPrefix(l, "https://")
-}
-
-// redact hides the password of a URL source.
-func redact(source string) string {
-	if !isURL(source) {
-		return source
-	}
-	if u, err := url.Parse(source); err == nil {
-		return u.Redacted()
-	}
-	return source
 }

@@ -63,7 +63,7 @@ func (u *Updater) fetch(ctx context.Context, info store.FeedInfo, req Request) (
 // file, so that a failed or cut-off download is noticed before anything is
 // parsed, and listfile reads it as it reads any file.
 func (u *Updater) download(ctx context.Context, info store.FeedInfo, req Request) (fetched, error) {
-	name := redact(info.Source)
+	name := store.RedactSource(info.Source)
 	src, err := url.Parse(info.Source)
 	if err != nil {
 		return fetched{}, fmt.Errorf("download %s: %w", name, err)
