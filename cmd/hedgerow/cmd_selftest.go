@@ -216,26 +216,9 @@ address, and critical ones alert the safeguarding lead as any attempt would. Tel
 // selftestConfig resolves the addresses the way serve does: defaults, the
 // config file, then the flags.
 func (a *app) selftestConfig(cmd *cobra.Command, f selftestFlags) (Config, error) {
-	cfg := DefaultConfig()
-	if f.configFile != "" {
-		var err error
-		if cfg, err = LoadConfig(f.configFile); err != nil {
-			return cfg, err
-		}
-	}
-	flags := cmd.Flags()
-	if flags.Changed("data") || cmd.Root().PersistentFlags().Changed("data") {
-		cfg.Data = a.dataDir
-	}
-	a.dataDir = cfg.Data
-	if flags.Changed("dns") {
-		cfg.DNS.Listen = []string{f.dns}
-	}
-	if flags.Changed("proxy") {
-		cfg.Proxy.Listen = []string{f.proxy}
-		if f.proxy == "off" {
-			cfg.Proxy.Listen = nil
-		}
+	cfg, err := a.listenerConfig(cmd, f.configFile, f.dns, f.proxy)
+	if err != nil {
+		return cfg, err
 	}
 	if f.perCategory < 1 || f.perCategory > store.MaxSamplePerCategory {
 		return cfg, fmt.Errorf("selftest --per-category %d: want 1 to %d, e.g. 3", f.perCategory, store.MaxSamplePerCategory)

@@ -42,39 +42,23 @@ Settings come from the built-in defaults, then the YAML file given with --config
 key is documented in deploy/hedgerow.yaml), then the flags.
 
 If the database or the lists cannot be loaded it does not start: it never serves pupils
-unfiltered. Edits made with the other hedgerow commands take effect within about two
-seconds (or at once on SIGHUP). SIGTERM or Ctrl-C stops it cleanly.`,
+unfiltered. Edits made with the other hedgerow commands or the admin UI take effect within a
+second (or at once on SIGHUP). SIGTERM or Ctrl-C stops it cleanly.`,
 		Example: `  hedgerow serve
   hedgerow serve --config /etc/hedgerow/hedgerow.yaml
   hedgerow serve --data /var/lib/hedgerow --dns 0.0.0.0:53 --upstream 192.0.2.53,tls://192.0.2.54#dns.example`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg := DefaultConfig()
-			if configFile != "" {
-				var err error
-				if cfg, err = LoadConfig(configFile); err != nil {
-					return err
-				}
+			cfg, err := a.listenerConfig(cmd, configFile, dnsAddr, proxyAddr)
+			if err != nil {
+				return err
 			}
 			flags := cmd.Flags()
-			if flags.Changed("data") || cmd.Root().PersistentFlags().Changed("data") {
-				cfg.Data = a.dataDir
-			}
-			a.dataDir = cfg.Data
-			if flags.Changed("dns") {
-				cfg.DNS.Listen = []string{dnsAddr}
-			}
 			if flags.Changed("upstream") {
 				cfg.DNS.Upstreams = splitList(upstreams)
 			}
 			if flags.Changed("admin") {
 				cfg.Admin = adminAddr
-			}
-			if flags.Changed("proxy") {
-				cfg.Proxy.Listen = []string{proxyAddr}
-				if proxyAddr == "off" {
-					cfg.Proxy.Listen = nil
-				}
 			}
 			if flags.Changed("proxy-allow-dest") {
 				cfg.Proxy.AllowDest = splitList(allowDest)
@@ -102,7 +86,35 @@ seconds (or at once on SIGHUP). SIGTERM or Ctrl-C stops it cleanly.`,
 	return cmd
 }
 
-// serve runs the DNS filter and the metrics listener until ctx ends.
+// listenerConfig is the configuration serve and selftest share: the
+// defaults, then the file given with --config, then the --data, --dns and
+// --proxy flags (--proxy off turns the proxy off).
+func (a *app) listenerConfig(cmd *cobra.Command, configFile, dnsAddr, proxyAddr string) (Config, error) {
+	cfg := DefaultConfig()
+	if configFile != "" {
+		var err error
+		if cfg, err = LoadConfig(configFile); err != nil {
+			return cfg, err
+		}
+	}
+	flags := cmd.Flags()
+	if flags.Changed("data") || cmd.Root().PersistentFlags().Changed("data") {
+		cfg.Data = a.dataDir
+	}
+	a.dataDir = cfg.Data
+	if flags.Changed("dns") {
+		cfg.DNS.Listen = []string{dnsAddr}
+	}
+	if flags.Changed("proxy") {
+		cfg.Proxy.Listen = []string{proxyAddr}
+		if proxyAddr == "off" {
+			cfg.Proxy.Listen = nil
+		}
+	}
+	return cfg, nil
+}
+
+// serve runs the DNS filter, the proxy and the admin listener until ctx ends.
 func (a *app) serve(ctx context.Context, cfg Config) error {
 	dnsCfg, err := dnsConfig(cfg)
 	if err != nil {
