@@ -284,39 +284,24 @@ const keptImports = 20
 // importJob is one import of a feed, run in the background. The running
 // goroutine updates it under importJobs.mu; everyone else sees copies.
 type importJob struct {
-	ID       uint64         `json:"id"`
-	Feed     string         `json:"feed"`
-	Source   string         `json:"source"` // the URL (password hidden) or "upload <file name>"
-	Format   string         `json:"format"`
-	Category string         `json:"category,omitempty"`
-	Locked   bool           `json:"locked"`
-	Reason   string         `json:"reason"`
-	By       string         `json:"by"`
-	State    string         `json:"state"` // running, done or failed
-	Started  time.Time      `json:"started"`
-	Finished time.Time      `json:"finished,omitzero"`
-	Done     int64          `json:"bytes_done"`
-	Total    int64          `json:"bytes_total"` // 0 while unknown (e.g. a download without a length)
-	Percent  int            `json:"percent"`     // of Total; -1 while unknown
-	Summary  *importSummary `json:"summary,omitempty"`
-	Error    string         `json:"error,omitempty"`
+	ID       uint64               `json:"id"`
+	Feed     string               `json:"feed"`
+	Source   string               `json:"source"` // the URL (password hidden) or "upload <file name>"
+	Format   string               `json:"format"`
+	Category string               `json:"category,omitempty"`
+	Locked   bool                 `json:"locked"`
+	Reason   string               `json:"reason"`
+	By       string               `json:"by"`
+	State    string               `json:"state"` // running, done or failed
+	Started  time.Time            `json:"started"`
+	Finished time.Time            `json:"finished,omitzero"`
+	Done     int64                `json:"bytes_done"`
+	Total    int64                `json:"bytes_total"` // 0 while unknown (e.g. a download without a length)
+	Percent  int                  `json:"percent"`     // of Total; -1 while unknown
+	Summary  *store.ImportSummary `json:"summary,omitempty"`
+	Error    string               `json:"error,omitempty"`
 
 	done chan struct{} // closed when the job has ended
-}
-
-// importSummary is what a finished import read and changed; the same
-// figures "hedgerow import" prints.
-type importSummary struct {
-	Files      int                `json:"files"`
-	Lines      int                `json:"lines"`
-	Domains    int                `json:"domains"`
-	URLs       int                `json:"urls"`
-	Exceptions int                `json:"exceptions"`
-	Malformed  int                `json:"malformed"`
-	Problems   []listfile.Problem `json:"problems,omitempty"`
-	Ignored    []string           `json:"ignored,omitempty"`
-	Change     store.FeedChange   `json:"change"`
-	Seconds    float64            `json:"seconds"`
 }
 
 // importJobs holds the running import and the last finished ones. Its zero
@@ -373,7 +358,7 @@ func (ij *importJobs) progress(j *importJob, done, total int64) {
 }
 
 // finish ends j and forgets the oldest finished jobs beyond keptImports.
-func (ij *importJobs) finish(j *importJob, sum *importSummary, err error, now time.Time) {
+func (ij *importJobs) finish(j *importJob, sum *store.ImportSummary, err error, now time.Time) {
 	ij.mu.Lock()
 	defer ij.mu.Unlock()
 	j.Finished, j.Summary, j.State = now, sum, importDone
@@ -596,7 +581,7 @@ func (s *Server) runImport(job *importJob, sp importSpec) {
 	s.imports.finish(job, sum, err, s.d.Now())
 }
 
-func (s *Server) importFeed(job *importJob, sp importSpec) (*importSummary, error) {
+func (s *Server) importFeed(job *importJob, sp importSpec) (*store.ImportSummary, error) {
 	tax := s.d.Filter.Current().Taxonomy()
 	if sp.category != "" {
 		if _, err := tax.MaskOf(sp.category); err != nil {
@@ -612,7 +597,7 @@ func (s *Server) importFeed(job *importJob, sp importSpec) (*importSummary, erro
 	for i := range rep.Problems {
 		rep.Problems[i].File = strings.ReplaceAll(rep.Problems[i].File, sp.path, sp.display)
 	}
-	sum := &importSummary{Files: rep.Files, Lines: rep.Lines, Malformed: rep.Malformed, Problems: rep.Problems, Ignored: rep.Ignored}
+	sum := &store.ImportSummary{Files: rep.Files, Lines: rep.Lines, Malformed: rep.Malformed, Problems: rep.Problems, Ignored: rep.Ignored}
 	if err != nil {
 		return sum, err
 	}

@@ -815,7 +815,7 @@ func TestListsImportJobsKeepTheLast20(t *testing.T) {
 		if i%2 == 1 {
 			err = fmt.Errorf("broken")
 		}
-		ij.finish(j, &importSummary{}, err, now)
+		ij.finish(j, &store.ImportSummary{}, err, now)
 	}
 	jobs := ij.list()
 	if len(jobs) != keptImports || jobs[0].ID != 25 || jobs[len(jobs)-1].ID != 6 {

@@ -27,6 +27,21 @@ func RedactSource(source string) string {
 	return source
 }
 
+// ImportSummary is what an import read and changed: what `hedgerow
+// import` prints and the admin UI's import page shows.
+type ImportSummary struct {
+	Files      int                `json:"files"`
+	Lines      int                `json:"lines"`
+	Domains    int                `json:"domains"`
+	URLs       int                `json:"urls"`
+	Exceptions int                `json:"exceptions"`
+	Malformed  int                `json:"malformed"`
+	Problems   []listfile.Problem `json:"problems,omitempty"`
+	Ignored    []string           `json:"ignored,omitempty"`
+	Change     FeedChange         `json:"change"`
+	Seconds    float64            `json:"seconds"`
+}
+
 // LocalFeed is the name under which entries added by hand are reported.
 const LocalFeed = "local"
 

@@ -69,18 +69,9 @@ override, administrators included; only the next import of that feed replaces th
 
 // importSummary is what an import prints.
 type importSummary struct {
-	Feed       string             `json:"feed"`
-	Source     string             `json:"source"`
-	Files      int                `json:"files"`
-	Lines      int                `json:"lines"`
-	Domains    int                `json:"domains"`
-	URLs       int                `json:"urls"`
-	Exceptions int                `json:"exceptions"`
-	Malformed  int                `json:"malformed"`
-	Problems   []listfile.Problem `json:"problems,omitempty"`
-	Ignored    []string           `json:"ignored,omitempty"`
-	Change     store.FeedChange   `json:"change"`
-	Seconds    float64            `json:"seconds"`
+	Feed   string `json:"feed"`
+	Source string `json:"source"`
+	store.ImportSummary
 }
 
 func (a *app) runImport(cmd *cobra.Command, s *store.Store, source, feedName string, format listfile.Format,
@@ -100,9 +91,9 @@ func (a *app) runImport(cmd *cobra.Command, s *store.Store, source, feedName str
 	if err != nil {
 		return fmt.Errorf("import %s: %w (nothing was changed)", source, err)
 	}
-	sum := importSummary{Feed: feedName, Source: source, Files: rep.Files, Lines: rep.Lines,
+	sum := importSummary{Feed: feedName, Source: source, ImportSummary: store.ImportSummary{Files: rep.Files, Lines: rep.Lines,
 		Domains: f.Info.Domains, URLs: f.Info.URLs, Exceptions: f.Info.Exceptions, Malformed: rep.Malformed,
-		Problems: rep.Problems, Ignored: rep.Ignored, Change: ch, Seconds: time.Since(start).Seconds()}
+		Problems: rep.Problems, Ignored: rep.Ignored, Change: ch, Seconds: time.Since(start).Seconds()}}
 	if asJSON {
 		return a.printJSON(sum)
 	}
