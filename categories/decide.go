@@ -130,6 +130,7 @@ type Snapshot struct {
 	// approved categories may still reach.
 	restrictedApproved Mask
 	noise              Mask // adverts and trackers
+	anyContext         bool // some group keeps the context window
 }
 
 // NewSnapshot compiles a policy against an index.
@@ -151,6 +152,7 @@ func NewSnapshot(t *Taxonomy, idx *Index, p Policy) (*Snapshot, error) {
 			return nil, err
 		}
 		s.groups = append(s.groups, cg)
+		s.anyContext = s.anyContext || cg.context
 	}
 	var err error
 	if s.school, err = compileOverrides(p.School.Allow, p.School.Deny); err != nil {

@@ -98,6 +98,9 @@ func (s *Snapshot) DecideFor(r *Restrictions, addr netip.Addr, group, host, path
 
 // KeepsContext reports whether a group keeps the context window.
 func (s *Snapshot) KeepsContext(group string) bool {
+	if !s.anyContext {
+		return false // the default: no group scan on every allowed query
+	}
 	g := s.group(group)
 	return g != nil && g.context
 }
