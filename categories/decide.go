@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/bits"
 	"net/netip"
-	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -146,17 +145,25 @@ func NewSnapshot(t *Taxonomy, idx *Index, p Policy) (*Snapshot, error) {
 		}
 	}
 	s.noise, _ = t.MaskOf("advertising")
+	var err error
+	if s.school, err = compileOverrides(p.School.Allow, p.School.Deny); err != nil {
+		return nil, err
+	}
+	s.school.bind(idx)
 	for _, g := range p.Groups {
 		cg, err := compileGroup(t, g)
 		if err != nil {
 			return nil, err
 		}
+		cg.overrides.bind(idx)
+		// The walk skips a set without overrides.
+		for k, o := range [2]*overrideSet{&cg.overrides, &s.school} {
+			if !o.empty() {
+				cg.walkSets[k] = o
+			}
+		}
 		s.groups = append(s.groups, cg)
 		s.anyContext = s.anyContext || cg.context
-	}
-	var err error
-	if s.school, err = compileOverrides(p.School.Allow, p.School.Deny); err != nil {
-		return nil, err
 	}
 	s.clients = compileClients(p.Clients)
 	if s.loc, err = time.LoadLocation(p.TimeZone); err != nil {
@@ -261,7 +268,11 @@ func (s *Snapshot) decide(group, host, path string, now time.Time, restricted bo
 		v.Action, v.Rule = Block, RuleUnknownGroup
 		return v
 	}
-	cats, lockedCats := s.index.classify(host, path, nil)
+	// One walk over the host's levels finds its categories and the most
+	// specific override of the group and of the school.
+	var w walk
+	s.index.walk(host, path, &g.walkSets, &w)
+	cats := w.cats
 	v.Cats = cats
 
 	if crit := cats & s.critical; crit != 0 {
@@ -269,24 +280,18 @@ func (s *Snapshot) decide(group, host, path string, now time.Time, restricted bo
 	}
 	blocked := g.blockedAt(now, s.loc)
 	v.Scheduled = blocked != g.blocked
-	if locked := lockedCats & blocked; locked != 0 {
+	if locked := w.locked & blocked; locked != 0 {
 		return s.blockBy(v, RuleLocked, locked, host, path)
 	}
-	if allow, found, name, prefix := walkOverrides(&g.overrides, host, path); found {
-		v.Match, v.MatchPath = name, prefix
-		v.Action, v.Rule = Block, RuleGroupDeny
-		if allow {
-			v.Action, v.Rule = Allow, RuleGroupAllow
+	for k, rules := range [2][2]Rule{{RuleGroupDeny, RuleGroupAllow}, {RuleSchoolDeny, RuleSchoolAllow}} {
+		if o := w.over[k]; o.found {
+			v.Match, v.MatchPath = host[o.start:], o.prefix
+			v.Action, v.Rule = Block, rules[0]
+			if o.allow {
+				v.Action, v.Rule = Allow, rules[1]
+			}
+			return v
 		}
-		return v
-	}
-	if allow, found, name, prefix := walkOverrides(&s.school, host, path); found {
-		v.Match, v.MatchPath = name, prefix
-		v.Action, v.Rule = Block, RuleSchoolDeny
-		if allow {
-			v.Action, v.Rule = Allow, RuleSchoolAllow
-		}
-		return v
 	}
 	if hit := cats & blocked; hit != 0 {
 		return s.blockBy(v, RuleCategory, hit, host, path)
@@ -333,44 +338,19 @@ func (s *Snapshot) attribute(v Verdict, candidates Mask, host, path string, lock
 	if best == nil {
 		return v
 	}
-	var c Classification
-	s.index.classify(host, path, &c)
-	for i := 0; i < c.NHits; i++ {
-		m := c.Hits[i].Mask
+	var hits hitRing
+	s.index.walk(host, path, nil, &walk{hits: &hits})
+	for _, h := range hits.settled() {
+		m := h.set.cats
 		if locked {
-			m = c.Hits[i].Locked
+			m = h.set.locked
 		}
 		if m.Has(best.ID) {
-			v.Match, v.MatchPath = c.Hits[i].Entry, c.Hits[i].Path
+			v.Match, v.MatchPath = host[h.start:], h.prefix
 			break
 		}
 	}
 	return v
-}
-
-// walkOverrides looks for the most specific override from the full host up.
-func walkOverrides(o *overrideSet, host, path string) (allow, found bool, name, prefix string) {
-	if o.empty() {
-		return false, false, "", ""
-	}
-	ip := isIPLiteral(host)
-	for i := 0; ; {
-		name := host[i:]
-		if name != "" && o.mightHave(name) {
-			if allow, found, prefix := o.match(name, path); found {
-				return allow, true, name, prefix
-			}
-		}
-		if ip {
-			break
-		}
-		j := strings.IndexByte(name, '.')
-		if j < 0 {
-			break
-		}
-		i += j + 1
-	}
-	return false, false, "", ""
 }
 
 // Check normalises a target as a person or a script typed it (a host or a

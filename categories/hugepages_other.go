@@ -5,4 +5,4 @@ package categories
 import "unsafe"
 
 // adviseHugePages is a no-op where transparent huge pages do not exist.
-func adviseHugePages(p unsafe.Pointer, size uintptr) {}
+func adviseHugePages(p unsafe.Pointer, size uintptr, written bool) {}

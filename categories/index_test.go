@@ -435,8 +435,8 @@ func TestIndexExceptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m := x.exceptions["x.com"]; m != catMask(t, "games") {
-		t.Errorf("exception mask = %s, want games without flags", slugsOf(m))
+	if s, _ := x.find("x.com"); s.cancel != catMask(t, "games") {
+		t.Errorf("exception mask = %s, want games without flags", slugsOf(s.cancel))
 	}
 }
 

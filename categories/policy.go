@@ -229,6 +229,9 @@ type compiledGroup struct {
 	approved   Mask
 	overrides  overrideSet
 	schedules  []compiledSchedule
+	// walkSets are the group's and the school's overrides, nil where there
+	// are none, as the walk over a host's levels takes them.
+	walkSets [2]*overrideSet
 }
 
 type compiledSchedule struct {
@@ -373,27 +376,37 @@ func parseClock(s string) (int, error) {
 type overrideSet struct {
 	domains map[string]bool // host -> allow?
 	urls    map[string][]urlOverride
-	// maybe has a bit set for every host above, under a hash that costs
-	// next to nothing: most names' levels are skipped without a map lookup.
+	// maybe has a bit set for every host above, under the Index's hash of
+	// the name, which the walk over a host's levels has computed anyway:
+	// most levels are skipped without a map lookup. A set without marks
+	// (compiled, not yet bound to an Index) has every bit set.
 	maybe [16]uint64
 }
 
-// quickHash is a deliberately cheap hash of a host for overrideSet.maybe.
-func quickHash(h string) uint {
-	n := uint(len(h))
-	return (n*131 + uint(h[0])*31 + uint(h[n/2])*7 + uint(h[n-1])) & 1023
+// bloomBit picks a name's bit in overrideSet.maybe from bits of its hash
+// that the hash table does not use for its tag.
+func bloomBit(h uint64) (word int, bit uint64) {
+	return int(h>>8) & 15, 1 << ((h >> 12) & 63)
 }
 
-func (o *overrideSet) mark(host string) {
-	if host != "" {
-		q := quickHash(host)
-		o.maybe[q>>6] |= 1 << (q & 63)
+// bind sets the maybe bits of every override host under x's hash.
+func (o *overrideSet) bind(x *Index) {
+	o.maybe = [16]uint64{}
+	mark := func(host string) {
+		w, b := bloomBit(x.hash.name(host))
+		o.maybe[w] |= b
+	}
+	for h := range o.domains {
+		mark(h)
+	}
+	for h := range o.urls {
+		mark(h)
 	}
 }
 
-func (o *overrideSet) mightHave(host string) bool {
-	q := quickHash(host)
-	return o.maybe[q>>6]&(1<<(q&63)) != 0
+func (o *overrideSet) mightHave(h uint64) bool {
+	w, b := bloomBit(h)
+	return o.maybe[w]&b != 0
 }
 
 type urlOverride struct {
@@ -403,12 +416,14 @@ type urlOverride struct {
 
 func compileOverrides(allow, deny []string) (overrideSet, error) {
 	o := overrideSet{domains: map[string]bool{}, urls: map[string][]urlOverride{}}
+	for i := range o.maybe {
+		o.maybe[i] = ^uint64(0)
+	}
 	add := func(target string, isAllow bool) error {
 		t, err := ParseOverride(target)
 		if err != nil {
 			return err
 		}
-		o.mark(t.Host)
 		if t.Path == "" {
 			if prev, dup := o.domains[t.Host]; dup && prev != isAllow {
 				return fmt.Errorf("override %q is both allowed and denied", target)
@@ -484,12 +499,12 @@ func (o *overrideSet) match(name, path string) (allow, found bool, prefix string
 	return false, false, ""
 }
 
-// empty reports whether the set has no overrides, to skip the walk.
 // hasURLs reports whether host or a domain above it has URL overrides.
 func (o *overrideSet) hasURLs(host string) bool {
 	return len(o.urls) > 0 && anyLevel(host, func(name string) bool { _, ok := o.urls[name]; return ok })
 }
 
+// empty reports whether the set has no overrides, to skip the walk.
 func (o *overrideSet) empty() bool { return len(o.domains) == 0 && len(o.urls) == 0 }
 
 // clientMap finds the group of a source address, longest prefix first.

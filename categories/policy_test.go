@@ -732,7 +732,11 @@ func FuzzParseOverride(f *testing.F) {
 		if path == "" {
 			path = "/"
 		}
-		if allow, found, name, _ := walkOverrides(&o, tg.Host, path); !found || !allow || name != tg.Host {
+		idx, _ := NewIndexBuilder(0).Build()
+		o.bind(idx)
+		var w walk
+		idx.walk(tg.Host, path, &[2]*overrideSet{&o}, &w)
+		if hit := w.over[0]; !hit.found || !hit.allow || tg.Host[hit.start:] != tg.Host {
 			t.Fatalf("override %q does not match its own target %s", s, tg)
 		}
 	})

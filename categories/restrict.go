@@ -109,6 +109,7 @@ func (s *Snapshot) KeepsContext(group string) bool {
 // context window leaves out: a page's own requests are not what a pupil
 // chose to visit.
 func (s *Snapshot) IsNoise(host string) bool {
-	cats, _ := s.index.classify(host, "", nil)
-	return cats&s.noise != 0
+	var w walk
+	s.index.walk(host, "", nil, &w)
+	return w.cats&s.noise != 0
 }
