@@ -276,12 +276,12 @@ func (s *Snapshot) decide(group, host, path string, now time.Time, restricted bo
 	v.Cats = cats
 
 	if crit := cats & s.critical; crit != 0 {
-		return s.blockBy(v, RuleCritical, crit, host, path)
+		return s.blockBy(v, RuleCritical, crit, host, path, &w)
 	}
 	blocked := g.blockedAt(now, s.loc)
 	v.Scheduled = blocked != g.blocked
 	if locked := w.locked & blocked; locked != 0 {
-		return s.blockBy(v, RuleLocked, locked, host, path)
+		return s.blockBy(v, RuleLocked, locked, host, path, &w)
 	}
 	for k, rules := range [2][2]Rule{{RuleGroupDeny, RuleGroupAllow}, {RuleSchoolDeny, RuleSchoolAllow}} {
 		if o := w.over[k]; o.found {
@@ -294,7 +294,7 @@ func (s *Snapshot) decide(group, host, path string, now time.Time, restricted bo
 		}
 	}
 	if hit := cats & blocked; hit != 0 {
-		return s.blockBy(v, RuleCategory, hit, host, path)
+		return s.blockBy(v, RuleCategory, hit, host, path, &w)
 	}
 	if g.mode == ModeAllowlist || restricted {
 		approved := g.approved
@@ -302,7 +302,7 @@ func (s *Snapshot) decide(group, host, path string, now time.Time, restricted bo
 			approved = s.restrictedApproved
 		}
 		if ok := cats & approved; ok != 0 {
-			v = s.attribute(v, ok, host, path, false)
+			v = s.attribute(v, ok, host, path, &w, false)
 			v.Action, v.Rule = Allow, RuleApproved
 			return v
 		}
@@ -317,16 +317,17 @@ func (s *Snapshot) decide(group, host, path string, now time.Time, restricted bo
 
 // blockBy blocks with the most severe of the candidate categories and
 // names the most specific entry that listed it.
-func (s *Snapshot) blockBy(v Verdict, r Rule, candidates Mask, host, path string) Verdict {
-	v = s.attribute(v, candidates, host, path, r == RuleLocked)
+func (s *Snapshot) blockBy(v Verdict, r Rule, candidates Mask, host, path string, w *walk) Verdict {
+	v = s.attribute(v, candidates, host, path, w, r == RuleLocked)
 	v.Action, v.Rule = Block, r
 	return v
 }
 
 // attribute names the most severe candidate category and the most specific
-// entry that listed it (a locked one, for a locked block). Only verdicts that
-// name a category pay for walking the index a second time to find it.
-func (s *Snapshot) attribute(v Verdict, candidates Mask, host, path string, locked bool) Verdict {
+// entry that listed it (a locked one, for a locked block). Only verdicts
+// for hosts that matched more than once walk the index a second time, to
+// find it.
+func (s *Snapshot) attribute(v Verdict, candidates Mask, host, path string, w *walk, locked bool) Verdict {
 	var best *Category
 	for m := candidates &^ flagBits; m != 0; m &= m - 1 {
 		cat := &s.tax.cats[bits.TrailingZeros64(uint64(m))]
@@ -338,9 +339,13 @@ func (s *Snapshot) attribute(v Verdict, candidates Mask, host, path string, lock
 	if best == nil {
 		return v
 	}
-	var hits hitRing
-	s.index.walk(host, path, nil, &walk{hits: &hits})
-	for _, h := range hits.settled() {
+	found := []levelHit{w.last}
+	if w.matches > 1 {
+		var hits hitRing
+		s.index.walk(host, path, nil, &walk{hits: &hits})
+		found = hits.settled()
+	}
+	for _, h := range found {
 		m := h.set.cats
 		if locked {
 			m = h.set.locked

@@ -212,6 +212,23 @@ type walk struct {
 	cats, locked Mask
 	over         [2]overrideHit
 	hits         *hitRing
+	// matches counts the entries and exceptions that matched; last is the
+	// most specific. A host that matched once, most listed hosts, needs no
+	// second walk to name its entry.
+	matches int
+	last    levelHit
+}
+
+// record notes a matching entry or exception.
+func (w *walk) record(start int, prefix string, s entrySet) {
+	h := levelHit{start: int32(start), prefix: prefix, set: s}
+	w.matches++
+	w.last = h
+	if w.hits != nil {
+		// h, not w.last: storing what w holds through w.hits would make
+		// escape analysis move every walk to the heap.
+		w.hits.push(h)
+	}
 }
 
 // overrideHit is the most specific override found in one set.
@@ -235,8 +252,8 @@ type levelHit struct {
 	set    entrySet
 }
 
-func (r *hitRing) push(start int, prefix string, s entrySet) {
-	r.hits[r.n%maxHits] = levelHit{start: int32(start), prefix: prefix, set: s}
+func (r *hitRing) push(h levelHit) {
+	r.hits[r.n%maxHits] = h
 	r.n++
 }
 
@@ -358,18 +375,14 @@ func (x *Index) apply(s entrySet, name, path string, start int, open Mask, w *wa
 	if s.cats != 0 {
 		open |= s.cats &^ s.locked
 		w.locked |= s.locked
-		if w.hits != nil {
-			w.hits.push(start, "", s)
-		}
+		w.record(start, "", s)
 	}
 	if s.flags&setURLs != 0 && path != "" {
 		open = x.walkURLs(name, path, start, open, w)
 	}
 	if s.cancel != 0 {
 		open &^= s.cancel
-		if w.hits != nil {
-			w.hits.push(start, "", entrySet{cancel: s.cancel})
-		}
+		w.record(start, "", entrySet{cancel: s.cancel})
 	}
 	return open
 }
@@ -383,9 +396,7 @@ func (x *Index) walkURLs(name, path string, start int, open Mask, w *walk) Mask 
 		if r := rules[i]; pathHasPrefix(path, r.prefix) {
 			open |= r.set.cats &^ r.set.locked
 			w.locked |= r.set.locked
-			if w.hits != nil {
-				w.hits.push(start, r.prefix, r.set)
-			}
+			w.record(start, r.prefix, r.set)
 		}
 	}
 	return open
