@@ -201,7 +201,11 @@ func benchDecide(b *testing.B, snap *categories.Snapshot, queries []string, ref 
 	for r := range ratios {
 		ratios[r] = float64(p50s[r]) / float64(refs[r])
 	}
-	med := func(d []time.Duration) float64 { d = slices.Clone(d); slices.Sort(d); return float64(d[len(d)/2].Nanoseconds()) }
+	med := func(d []time.Duration) float64 {
+		d = slices.Clone(d)
+		slices.Sort(d)
+		return float64(d[len(d)/2].Nanoseconds())
+	}
 	slices.Sort(ratios)
 	b.Logf("per-call median %v, map walk %v (interleaved rounds)", p50s, refs)
 	b.ReportMetric(med(p50s), "p50-ns/call")
