@@ -17,8 +17,9 @@ import (
 )
 
 // loadSharedIndex builds an Index from every list in ../shared/lists, the
-// way the store does after `hedgerow import` of each of them.
-func loadSharedIndex(tb testing.TB, tax *categories.Taxonomy, ref map[string]categories.Mask) (*categories.Index, string) {
+// way the store does after `hedgerow import` of each of them, plus pad
+// synthetic adult names; ref, when not nil, gets every domain entry too.
+func loadSharedIndex(tb testing.TB, tax *categories.Taxonomy, ref map[string]categories.Mask, pad int) (*categories.Index, string) {
 	tb.Helper()
 	dir := sharedlists.Dir()
 	if dir == "" {
@@ -47,6 +48,17 @@ func loadSharedIndex(tb testing.TB, tax *categories.Taxonomy, ref map[string]cat
 	add(filepath.Join(dir, "ut1"), listfile.Options{})
 	for _, f := range sharedlists.Files {
 		add(filepath.Join(dir, f.Path), listfile.Options{Category: f.Category})
+	}
+	if pad > 0 {
+		adult, _ := tax.MaskOf("adult")
+		for _, n := range syntheticNames(1, pad) {
+			if ref != nil {
+				ref[n] |= adult
+			}
+			if err := b.Add(n, adult); err != nil {
+				tb.Fatal(err)
+			}
+		}
 	}
 	idx, err := b.Build()
 	if err != nil {
@@ -134,30 +146,49 @@ func mapWalk(m map[string]categories.Mask, host string) (c categories.Mask) {
 }
 
 // BenchmarkDecideQuerymix decides the 200,000-name DNS query mix of
-// ../shared/lists/querymix against every real list, for ks2.
+// ../shared/lists/querymix against every real list, for ks2; "5M" pads the
+// lists with synthetic adult names to 5 million entries, the size of the
+// full UT1 adult list.
 func BenchmarkDecideQuerymix(b *testing.B) {
-	tax := categories.Builtin()
-	var dir string
-	idx, reportMem := reportIndexMemory(b, func() *categories.Index {
-		idx, d := loadSharedIndex(b, tax, nil)
-		dir = d
-		return idx
-	})
-	// The reference map is read apart, so that the index's memory is
-	// measured alone.
-	ref := map[string]categories.Mask{}
-	loadSharedIndex(b, tax, ref)
-	snap, err := categories.NewSnapshot(tax, idx, categories.DefaultPolicy(tax))
-	if err != nil {
-		b.Fatal(err)
+	for _, bc := range []struct {
+		name  string
+		total int
+	}{{"lists", 0}, {"5M", 5_000_000}} {
+		b.Run(bc.name, func(b *testing.B) {
+			if bc.total > 0 && testing.Short() {
+				b.Skip("5M-entry index: skipped in -short mode")
+			}
+			tax := categories.Builtin()
+			pad := 0
+			if bc.total > 0 {
+				pad = bc.total - sharedListEntries
+			}
+			var dir string
+			idx, reportMem := reportIndexMemory(b, func() *categories.Index {
+				idx, d := loadSharedIndex(b, tax, nil, pad)
+				dir = d
+				return idx
+			})
+			snap, err := categories.NewSnapshot(tax, idx, categories.DefaultPolicy(tax))
+			if err != nil {
+				b.Fatal(err)
+			}
+			names, err := sharedlists.QueryNames(dir)
+			if err != nil {
+				b.Fatal(err)
+			}
+			// The reference map is read apart, so that the index's memory is
+			// measured alone.
+			ref := map[string]categories.Mask{}
+			loadSharedIndex(b, tax, ref, pad)
+			benchDecide(b, snap, packed(names), ref)
+			reportMem()
+		})
 	}
-	names, err := sharedlists.QueryNames(dir)
-	if err != nil {
-		b.Fatal(err)
-	}
-	benchDecide(b, snap, packed(names), ref)
-	reportMem()
 }
+
+// sharedListEntries is about how many entries ../shared/lists makes.
+const sharedListEntries = 686_462
 
 // benchDecide decides the queries for ks2 in a loop (after logging the
 // share blocked), then reports per-call percentiles. The machines are
