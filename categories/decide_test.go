@@ -222,6 +222,16 @@ func TestDecideOverrides(t *testing.T) {
 			group: "staff", host: "example.org", action: Block, rule: RuleGroupDeny, match: "example.org"},
 		{name: "override look-alike does not match", edit: allowOverrides("staff", nil, []string{"example.org"}),
 			group: "staff", host: "notexample.org", action: Allow, rule: RuleDefault},
+		// A whole top-level domain, which the index never holds as an entry.
+		{name: "group deny of a top-level domain", edit: allowOverrides("staff", nil, []string{"zip"}),
+			group: "staff", host: "www.files.zip", action: Block, rule: RuleGroupDeny, match: "zip"},
+		{name: "school deny of a top-level domain", edit: allowOverrides(SchoolGroup, nil, []string{"xxx"}),
+			group: "sixth-form", host: "example.xxx", action: Block, rule: RuleSchoolDeny, match: "xxx"},
+		{name: "a top-level domain override yields to a more specific one", edit: both(
+			allowOverrides(SchoolGroup, nil, []string{"zip"}), allowOverrides(SchoolGroup, []string{"docs.zip"}, nil)),
+			group: "staff", host: "a.docs.zip", action: Allow, rule: RuleSchoolAllow, match: "docs.zip"},
+		{name: "a top-level domain override does not match another", edit: allowOverrides("staff", nil, []string{"zip"}),
+			group: "staff", host: "zip.example.org", action: Allow, rule: RuleDefault},
 
 		// Most specific wins within a level.
 		{name: "allow www beats deny parent (www)", edit: allowOverrides("ks2", []string{"www.example.com"}, []string{"example.com"}),

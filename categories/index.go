@@ -329,10 +329,15 @@ func (x *Index) walk(host, path string, over *[2]*overrideSet, w *walk) {
 			}
 			labels++
 			end = start // the loop's end-- steps over the dot
-			// The top-level label alone is never an entry, unless it is the
-			// whole host: a single-label host only URL entries (an intranet
-			// path) can match. An IP address is one level.
-			if (labels == 1 && start > 0) || (ip && start > 0) {
+			// An IP address is one level. The top-level label alone is
+			// never an entry, unless it is the whole host (a single-label
+			// host only URL entries, an intranet path, can match), but an
+			// override can name a whole top-level domain.
+			if ip && start > 0 {
+				continue
+			}
+			if labels == 1 && start > 0 {
+				w.override(over, host, path, start, h)
 				continue
 			}
 			starts[n], hashes[n] = int32(start), h
@@ -355,18 +360,26 @@ func (x *Index) walk(host, path string, over *[2]*overrideSet, w *walk) {
 					}
 				}
 			}
-			if over != nil {
-				for j, o := range over {
-					if o != nil && o.mightHave(h) {
-						if allow, found, prefix := o.match(host[start:], path); found {
-							w.over[j] = overrideHit{found: true, allow: allow, start: int32(start), prefix: prefix}
-						}
-					}
-				}
-			}
+			w.override(over, host, path, start, h)
 		}
 	}
 	w.cats = open | w.locked
+}
+
+// override notes the overrides of each set for the level of host that
+// starts at start and has the hash h; the walk goes from the top-level
+// domain down, so the last one noted is the most specific.
+func (w *walk) override(over *[2]*overrideSet, host, path string, start int, h uint64) {
+	if over == nil {
+		return
+	}
+	for j, o := range over {
+		if o != nil && o.mightHave(h) {
+			if allow, found, prefix := o.match(host[start:], path); found {
+				w.over[j] = overrideHit{found: true, allow: allow, start: int32(start), prefix: prefix}
+			}
+		}
+	}
 }
 
 // apply adds what the Index holds for one level of the host: its domain
