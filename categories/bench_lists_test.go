@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -26,28 +25,22 @@ func loadSharedIndex(tb testing.TB, tax *categories.Taxonomy, ref map[string]cat
 		tb.Skip(sharedlists.SkipMessage)
 	}
 	b := categories.NewIndexBuilder(1 << 20)
-	add := func(source string, opts listfile.Options) {
-		_, err := listfile.Read(context.Background(), source, opts, func(e listfile.Entry) error {
-			m, err := tax.MaskOf(e.Category)
-			if err != nil {
-				return err
-			}
-			if e.Allow {
-				b.AddException(e.Target, m)
-				return nil
-			}
-			if ref != nil && !strings.Contains(e.Target, "/") {
-				ref[e.Target] |= m
-			}
-			return b.Add(e.Target, m)
-		})
+	err := sharedlists.ReadAll(context.Background(), dir, func(e listfile.Entry) error {
+		m, err := tax.MaskOf(e.Category)
 		if err != nil {
-			tb.Fatalf("read %s: %v", source, err)
+			return err
 		}
-	}
-	add(filepath.Join(dir, "ut1"), listfile.Options{})
-	for _, f := range sharedlists.Files {
-		add(filepath.Join(dir, f.Path), listfile.Options{Category: f.Category})
+		if e.Allow {
+			b.AddException(e.Target, m)
+			return nil
+		}
+		if ref != nil && !strings.Contains(e.Target, "/") {
+			ref[e.Target] |= m
+		}
+		return b.Add(e.Target, m)
+	})
+	if err != nil {
+		tb.Fatal(err)
 	}
 	if pad > 0 {
 		adult, _ := tax.MaskOf("adult")

@@ -6,11 +6,14 @@ package sharedlists
 import (
 	"bufio"
 	"compress/gzip"
+	"context"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"hedgerow/categories/listfile"
 )
 
 // File is one list file outside UT1 and how hedgerow imports it.
@@ -100,4 +103,18 @@ func QueryNames(dir string) ([]string, error) {
 		return nil, fmt.Errorf("querymix: %w", err)
 	}
 	return names, nil
+}
+
+// ReadAll reads every list in dir as `hedgerow import` reads it (UT1 whole,
+// then each of Files with its category) and calls add with each entry.
+func ReadAll(ctx context.Context, dir string, add func(listfile.Entry) error) error {
+	if _, err := listfile.Read(ctx, filepath.Join(dir, "ut1"), listfile.Options{}, add); err != nil {
+		return fmt.Errorf("read ut1: %w", err)
+	}
+	for _, f := range Files {
+		if _, err := listfile.Read(ctx, filepath.Join(dir, f.Path), listfile.Options{Category: f.Category}, add); err != nil {
+			return fmt.Errorf("read %s: %w", f.Path, err)
+		}
+	}
+	return nil
 }
