@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"hedgerow/categories"
-	"hedgerow/categories/listfile"
 	"hedgerow/e2e/sharedlists"
 )
 
@@ -25,21 +24,15 @@ func loadSharedIndex(tb testing.TB, tax *categories.Taxonomy, ref map[string]cat
 		tb.Skip(sharedlists.SkipMessage)
 	}
 	b := categories.NewIndexBuilder(1 << 20)
-	err := sharedlists.ReadAll(context.Background(), dir, func(e listfile.Entry) error {
-		m, err := tax.MaskOf(e.Category)
-		if err != nil {
-			return err
+	var each func(string, categories.Mask)
+	if ref != nil {
+		each = func(target string, m categories.Mask) {
+			if !strings.Contains(target, "/") {
+				ref[target] |= m
+			}
 		}
-		if e.Allow {
-			b.AddException(e.Target, m)
-			return nil
-		}
-		if ref != nil && !strings.Contains(e.Target, "/") {
-			ref[e.Target] |= m
-		}
-		return b.Add(e.Target, m)
-	})
-	if err != nil {
+	}
+	if err := sharedlists.AddAll(context.Background(), dir, tax, b, each); err != nil {
 		tb.Fatal(err)
 	}
 	if pad > 0 {

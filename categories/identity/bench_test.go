@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"hedgerow/categories"
-	"hedgerow/categories/listfile"
 	"hedgerow/e2e/sharedlists"
 )
 
@@ -173,18 +172,7 @@ func BenchmarkDecideWithIdentity(b *testing.B) {
 	tb := benchTable(n)
 	tax := categories.Builtin()
 	ib := categories.NewIndexBuilder(1 << 20)
-	err := sharedlists.ReadAll(context.Background(), dir, func(e listfile.Entry) error {
-		m, err := tax.MaskOf(e.Category)
-		if err != nil {
-			return err
-		}
-		if e.Allow {
-			ib.AddException(e.Target, m)
-			return nil
-		}
-		return ib.Add(e.Target, m)
-	})
-	if err != nil {
+	if err := sharedlists.AddAll(context.Background(), dir, tax, ib, nil); err != nil {
 		b.Fatal(err)
 	}
 	idx, err := ib.Build()

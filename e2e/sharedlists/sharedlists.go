@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"hedgerow/categories"
 	"hedgerow/categories/listfile"
 )
 
@@ -105,9 +106,25 @@ func QueryNames(dir string) ([]string, error) {
 	return names, nil
 }
 
-// ReadAll reads every list in dir as `hedgerow import` reads it (UT1 whole,
-// then each of Files with its category) and calls add with each entry.
-func ReadAll(ctx context.Context, dir string, add func(listfile.Entry) error) error {
+// AddAll reads every list in dir as `hedgerow import` reads it (UT1 whole,
+// then each of Files with its category) into b, as the store does when it
+// builds the Index; each, when not nil, is called with every entry that is
+// not an exception.
+func AddAll(ctx context.Context, dir string, tax *categories.Taxonomy, b *categories.IndexBuilder, each func(target string, m categories.Mask)) error {
+	add := func(e listfile.Entry) error {
+		m, err := tax.MaskOf(e.Category)
+		if err != nil {
+			return err
+		}
+		if e.Allow {
+			b.AddException(e.Target, m)
+			return nil
+		}
+		if each != nil {
+			each(e.Target, m)
+		}
+		return b.Add(e.Target, m)
+	}
 	if _, err := listfile.Read(ctx, filepath.Join(dir, "ut1"), listfile.Options{}, add); err != nil {
 		return fmt.Errorf("read ut1: %w", err)
 	}
