@@ -195,6 +195,22 @@ func errLastAdmin(name string) error {
 }
 
 // pathUser is the account a route's {name} names.
+// userEdit reads what every change to an account needs: the account named
+// in the path and the reason. notSelf, when not empty, is why the account
+// cannot be the caller's own.
+func userEdit(c *call, notSelf string) (name, reason string, err error) {
+	if name, err = pathUser(c); err != nil {
+		return "", "", err
+	}
+	if reason, err = editReason(c); err != nil {
+		return "", "", err
+	}
+	if notSelf != "" && name == c.user.Name {
+		return "", "", badRequest("%s", notSelf)
+	}
+	return name, reason, nil
+}
+
 func pathUser(c *call) (string, error) {
 	name := c.r.PathValue("name")
 	if err := store.ValidUserName(name); err != nil {
@@ -231,11 +247,7 @@ func (s *Server) addUser(c *call) (reply, error) {
 
 // updateUserRoles sets an account's roles and group.
 func (s *Server) updateUserRoles(c *call) (reply, error) {
-	name, err := pathUser(c)
-	if err != nil {
-		return reply{}, err
-	}
-	reason, err := editReason(c)
+	name, reason, err := userEdit(c, "")
 	if err != nil {
 		return reply{}, err
 	}
@@ -288,16 +300,13 @@ func sameRoles(a, b []string) bool {
 func (s *Server) enableUser(enable bool) func(c *call) (reply, error) {
 	verb := map[bool]string{true: "enabled", false: "disabled"}[enable]
 	return func(c *call) (reply, error) {
-		name, err := pathUser(c)
+		notSelf := ""
+		if !enable {
+			notSelf = "you cannot disable your own account; ask another administrator"
+		}
+		name, reason, err := userEdit(c, notSelf)
 		if err != nil {
 			return reply{}, err
-		}
-		reason, err := editReason(c)
-		if err != nil {
-			return reply{}, err
-		}
-		if !enable && name == c.user.Name {
-			return reply{}, badRequest("you cannot disable your own account; ask another administrator")
 		}
 		err = s.edit(func(st *store.Store) error {
 			users, err := st.Users()
@@ -331,16 +340,9 @@ func (s *Server) enableUser(enable bool) func(c *call) (reply, error) {
 // own on My account, which asks for the current one) and ends their
 // sessions.
 func (s *Server) resetPassword(c *call) (reply, error) {
-	name, err := pathUser(c)
+	name, reason, err := userEdit(c, "change your own password on My account, which asks for your current one")
 	if err != nil {
 		return reply{}, err
-	}
-	reason, err := editReason(c)
-	if err != nil {
-		return reply{}, err
-	}
-	if name == c.user.Name {
-		return reply{}, badRequest("change your own password on My account, which asks for your current one")
 	}
 	pw, err := passwordField(c)
 	if err != nil {
@@ -354,16 +356,9 @@ func (s *Server) resetPassword(c *call) (reply, error) {
 }
 
 func (s *Server) removeUser(c *call) (reply, error) {
-	name, err := pathUser(c)
+	name, reason, err := userEdit(c, "you cannot remove your own account; ask another administrator")
 	if err != nil {
 		return reply{}, err
-	}
-	reason, err := editReason(c)
-	if err != nil {
-		return reply{}, err
-	}
-	if name == c.user.Name {
-		return reply{}, badRequest("you cannot remove your own account; ask another administrator")
 	}
 	err = s.edit(func(st *store.Store) error {
 		users, err := st.Users()
