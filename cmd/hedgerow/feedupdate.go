@@ -22,15 +22,19 @@ func (a *app) newFeedMetrics(reg prometheus.Registerer) *feedupdate.Metrics {
 	return m
 }
 
-// refreshFeedMetrics sets the feed gauges from the database; a failure only
-// leaves them as they were.
-func (a *app) refreshFeedMetrics(m *feedupdate.Metrics) {
-	var infos []store.FeedInfo
-	err := a.readStore(func(s *store.Store) error {
-		var err error
+// feeds reads every feed's record.
+func (a *app) feeds() (infos []store.FeedInfo, err error) {
+	err = a.readStore(func(s *store.Store) error {
 		infos, err = s.Feeds()
 		return err
 	})
+	return infos, err
+}
+
+// refreshFeedMetrics sets the feed gauges from the database; a failure only
+// leaves them as they were.
+func (a *app) refreshFeedMetrics(m *feedupdate.Metrics) {
+	infos, err := a.feeds()
 	if err != nil {
 		a.log.Warn("feed metrics not refreshed", "err", err)
 		return
@@ -109,12 +113,7 @@ func (a *app) feedUpdateLoop(ctx context.Context, cfg FeedsConfig, m *feedupdate
 // updateFeeds updates, one after another, the updatable feeds that due
 // selects, and logs each result.
 func (a *app) updateFeeds(ctx context.Context, u *feedupdate.Updater, m *feedupdate.Metrics, due func(store.FeedInfo) bool) {
-	var infos []store.FeedInfo
-	err := a.readStore(func(s *store.Store) error {
-		var err error
-		infos, err = s.Feeds()
-		return err
-	})
+	infos, err := a.feeds()
 	if err != nil {
 		a.log.Error("list update: cannot read the feeds; will try at the next scheduled time", "err", err)
 		return
