@@ -15,6 +15,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+
+	"hedgerow/e2e/metrictest"
 )
 
 // syncBuffer is a log sink the follower's goroutine and the test share.
@@ -33,30 +35,6 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
-}
-
-// metricValue reads one series from a registry; 0 when it is not there.
-func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	series:
-		for _, m := range mf.GetMetric() {
-			for _, lp := range m.GetLabel() {
-				if labels[lp.GetName()] != lp.GetValue() {
-					continue series
-				}
-			}
-			return m.GetCounter().GetValue()
-		}
-	}
-	return 0
 }
 
 // lintMetrics checks the registered names against Prometheus conventions.
@@ -235,13 +213,13 @@ func TestFollowerLeaseMoves(t *testing.T) {
 
 			// A file that fails to parse: the last good data stays, and the
 			// failure is logged and counted.
-			failures := map[string]string{"format": string(lm.format), "result": "error"}
+			failures := []string{"format", string(lm.format), "result", "error"}
 			replaceFile(t, path, "lease 10.20.0.5 {\n  starts garbage;\n", time.Time{})
 			waitFor(t, "the failed read", func() bool { return f.Status().Failures >= 1 })
 			if w := tb.Lookup(addr, time.Now()); w.Device != "laptop-b" {
 				t.Errorf("after a bad file: %+v, want laptop-b still", public(w))
 			}
-			if v := metricValue(t, reg, "hedgerow_identity_lease_reads_total", failures); v != 1 {
+			if v, _ := metrictest.Value(t, reg, "hedgerow_identity_lease_reads_total", failures...); v != 1 {
 				t.Errorf("failed reads counted %v, want 1", v)
 			}
 			if st := f.Status(); st.LastErr == nil || !strings.Contains(st.LastErr.Error(), path) {
@@ -253,7 +231,7 @@ func TestFollowerLeaseMoves(t *testing.T) {
 
 			// Fixed again: read again, and the failure is not counted twice.
 			replace("the read of the fixed file", lm.after(move), mtime(move))
-			if v := metricValue(t, reg, "hedgerow_identity_lease_reads_total", failures); v != 1 {
+			if v, _ := metrictest.Value(t, reg, "hedgerow_identity_lease_reads_total", failures...); v != 1 {
 				t.Errorf("failed reads counted %v after the fix, want 1", v)
 			}
 			if st := f.Status(); st.LastErr != nil || st.Leases == 0 {

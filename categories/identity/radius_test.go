@@ -16,6 +16,8 @@ import (
 	"layeh.com/radius/rfc2865"
 	"layeh.com/radius/rfc2866"
 	"layeh.com/radius/rfc6911"
+
+	"hedgerow/e2e/metrictest"
 )
 
 const testSecret = "s3cret-for-tests"
@@ -53,7 +55,8 @@ func startAccounting(t *testing.T, tb *Table, cfg AccountingConfig) *accountingS
 
 func (s *accountingServer) count(t *testing.T, name, label, value string) float64 {
 	t.Helper()
-	return metricValue(t, s.reg, name, map[string]string{label: value})
+	v, _ := metrictest.Value(t, s.reg, name, label, value)
+	return v
 }
 
 // radclient sends accounting requests with FreeRADIUS's radclient: the

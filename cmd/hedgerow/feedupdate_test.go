@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"hedgerow/categories"
+	"hedgerow/e2e/metrictest"
 	"hedgerow/store"
 	"hedgerow/store/feedupdate"
 )
@@ -164,38 +165,6 @@ func sharedListsDir(t testing.TB) string {
 	return dir
 }
 
-// gathered reads one series of a gathered metric (labels as name, value
-// pairs); ok is false when there is none.
-func gathered(t testing.TB, g prometheus.Gatherer, name string, labels ...string) (v float64, ok bool) {
-	t.Helper()
-	mfs, err := g.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	series:
-		for _, m := range mf.GetMetric() {
-			have := map[string]string{}
-			for _, l := range m.GetLabel() {
-				have[l.GetName()] = l.GetValue()
-			}
-			for i := 0; i+1 < len(labels); i += 2 {
-				if have[labels[i]] != labels[i+1] {
-					continue series
-				}
-			}
-			if c := m.GetCounter(); c != nil {
-				return c.GetValue(), true
-			}
-			return m.GetGauge().GetValue(), true
-		}
-	}
-	return 0, false
-}
-
 // TestFeedUpdatesInServe: serve's metrics have a series for every feed
 // from the start, and a scheduled run updates a feed imported from a real
 // list by a relative path (kept absolute), then finds it unchanged.
@@ -214,13 +183,13 @@ func TestFeedUpdatesInServe(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := a.newFeedMetrics(reg)
 	for _, feed := range []string{"starter", "gambling"} {
-		if _, ok := gathered(t, reg, "hedgerow_feed_updates_total", "feed", feed, "result", store.FeedFailed); !ok {
+		if _, ok := metrictest.Value(t, reg, "hedgerow_feed_updates_total", "feed", feed, "result", store.FeedFailed); !ok {
 			t.Errorf("no hedgerow_feed_updates_total series for %s at start", feed)
 		}
-		if v, _ := gathered(t, reg, "hedgerow_feed_entries", "feed", feed); v == 0 {
+		if v, _ := metrictest.Value(t, reg, "hedgerow_feed_entries", "feed", feed); v == 0 {
 			t.Errorf("hedgerow_feed_entries{feed=%q} = 0 at start", feed)
 		}
-		if v, _ := gathered(t, reg, "hedgerow_feed_last_success_timestamp_seconds", "feed", feed); v == 0 {
+		if v, _ := metrictest.Value(t, reg, "hedgerow_feed_last_success_timestamp_seconds", "feed", feed); v == 0 {
 			t.Errorf("no last success for %s at start", feed)
 		}
 	}
@@ -235,10 +204,10 @@ func TestFeedUpdatesInServe(t *testing.T) {
 	a.updateFeeds(context.Background(), u, m, func(f store.FeedInfo) bool { return time.Since(f.CheckedAt) > 24*time.Hour })
 	want := map[string]float64{store.FeedUpdated: 1, store.FeedNotModified: 1, store.FeedFailed: 0, store.FeedRefused: 0}
 	for result, n := range want {
-		if v, _ := gathered(t, reg, "hedgerow_feed_updates_total", "feed", "gambling", "result", result); v != n {
+		if v, _ := metrictest.Value(t, reg, "hedgerow_feed_updates_total", "feed", "gambling", "result", result); v != n {
 			t.Errorf("gambling %s = %v, want %v\nlog:\n%s", result, v, n, logs.String())
 		}
-		if v, _ := gathered(t, reg, "hedgerow_feed_updates_total", "feed", "starter", "result", result); v != 0 {
+		if v, _ := metrictest.Value(t, reg, "hedgerow_feed_updates_total", "feed", "starter", "result", result); v != 0 {
 			t.Errorf("the starter feed was checked (%s = %v)", result, v)
 		}
 	}

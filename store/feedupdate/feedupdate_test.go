@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"hedgerow/categories"
+	"hedgerow/e2e/metrictest"
 	"hedgerow/store"
 )
 
@@ -211,38 +212,6 @@ func newUpdater(t testing.TB, db *testDB, reg prometheus.Registerer, opts Option
 	return u
 }
 
-// metricValue reads one series of a gathered metric: labels are name,
-// value pairs. ok is false when there is no such series.
-func metricValue(t testing.TB, g prometheus.Gatherer, name string, labels ...string) (v float64, ok bool) {
-	t.Helper()
-	mfs, err := g.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	series:
-		for _, m := range mf.GetMetric() {
-			have := map[string]string{}
-			for _, l := range m.GetLabel() {
-				have[l.GetName()] = l.GetValue()
-			}
-			for i := 0; i+1 < len(labels); i += 2 {
-				if have[labels[i]] != labels[i+1] {
-					continue series
-				}
-			}
-			if c := m.GetCounter(); c != nil {
-				return c.GetValue(), true
-			}
-			return m.GetGauge().GetValue(), true
-		}
-	}
-	return 0, false
-}
-
 // seriesCount counts the series of a gathered metric.
 func seriesCount(t testing.TB, g prometheus.Gatherer, name string) int {
 	t.Helper()
@@ -378,15 +347,15 @@ func TestUpdateFromHTTP(t *testing.T) {
 
 	counts := map[string]float64{store.FeedUpdated: 3, store.FeedNotModified: 1, store.FeedFailed: 4, store.FeedRefused: 2}
 	for result, want := range counts {
-		if got, _ := metricValue(t, reg, "hedgerow_feed_updates_total", "feed", "porn", "result", result); got != want {
+		if got, _ := metrictest.Value(t, reg, "hedgerow_feed_updates_total", "feed", "porn", "result", result); got != want {
 			t.Errorf("hedgerow_feed_updates_total{result=%q} = %v, want %v", result, got, want)
 		}
 	}
-	if got, _ := metricValue(t, reg, "hedgerow_feed_entries", "feed", "porn"); got != float64(len(lost)) {
+	if got, _ := metrictest.Value(t, reg, "hedgerow_feed_entries", "feed", "porn"); got != float64(len(lost)) {
 		t.Errorf("hedgerow_feed_entries = %v, want %d", got, len(lost))
 	}
 	info := db.info(t, "porn")
-	if got, _ := metricValue(t, reg, "hedgerow_feed_last_success_timestamp_seconds", "feed", "porn"); got != float64(info.LastSuccess().UnixNano())/1e9 {
+	if got, _ := metrictest.Value(t, reg, "hedgerow_feed_last_success_timestamp_seconds", "feed", "porn"); got != float64(info.LastSuccess().UnixNano())/1e9 {
 		t.Errorf("hedgerow_feed_last_success_timestamp_seconds = %v, want %v", got, info.LastSuccess())
 	}
 	actions := db.auditActions(t)
@@ -606,19 +575,19 @@ func TestUpdateMetricsFollowFeeds(t *testing.T) {
 		{Name: "a", Domains: 10, URLs: 2, Exceptions: 1, ImportedAt: at},
 		{Name: "b", Domains: 5, ImportedAt: at, SucceededAt: at.Add(time.Hour), LastResult: store.FeedFailed, Failures: 3},
 	})
-	if got, ok := metricValue(t, reg, "hedgerow_feed_consecutive_failures", "feed", "b"); got != 3 {
+	if got, ok := metrictest.Value(t, reg, "hedgerow_feed_consecutive_failures", "feed", "b"); got != 3 {
 		t.Errorf("consecutive failures of b = %v (present %v), want 3 from its record", got, ok)
 	}
-	if got, ok := metricValue(t, reg, "hedgerow_feed_consecutive_failures", "feed", "a"); !ok || got != 0 {
+	if got, ok := metrictest.Value(t, reg, "hedgerow_feed_consecutive_failures", "feed", "a"); !ok || got != 0 {
 		t.Errorf("consecutive failures of a = %v (present %v), want 0", got, ok)
 	}
 	if n := seriesCount(t, reg, "hedgerow_feed_updates_total"); n != 2*len(store.FeedResults()) {
 		t.Errorf("%d update series, want every result for both feeds", n)
 	}
-	if got, _ := metricValue(t, reg, "hedgerow_feed_entries", "feed", "a"); got != 13 {
+	if got, _ := metrictest.Value(t, reg, "hedgerow_feed_entries", "feed", "a"); got != 13 {
 		t.Errorf("entries of a = %v, want 13", got)
 	}
-	if got, _ := metricValue(t, reg, "hedgerow_feed_last_success_timestamp_seconds", "feed", "b"); got != float64(at.Add(time.Hour).Unix()) {
+	if got, _ := metrictest.Value(t, reg, "hedgerow_feed_last_success_timestamp_seconds", "feed", "b"); got != float64(at.Add(time.Hour).Unix()) {
 		t.Errorf("last success of b = %v", got)
 	}
 	m.SetFeeds([]store.FeedInfo{{Name: "b", Domains: 6}})
