@@ -11,8 +11,10 @@ import (
 // snapshot is what lookups read. Every interval of every address sits in one
 // flat array, an address's leases and then its sessions side by side with
 // the static names and groups already joined in; a map keyed by the address
-// (IPv4 in a v4Table, IPv6 in a Go map) holds where they are. A lookup
-// is one map read and a scan of a few neighbouring entries. A snapshot is
+// (IPv4 in a v4Table, IPv6 in a Go map) holds where they are, and the
+// answer that holds for the time being. A lookup of the present is one map
+// read; one of another moment also scans a few neighbouring entries. A
+// snapshot is
 // never changed once published: the next one appends the entries of the
 // addresses that changed to the same array, past the end any older snapshot
 // reads, and points its (copied) map at them; the space they leave behind is
@@ -27,13 +29,29 @@ type snapshot struct {
 	stats   Stats
 }
 
-// header says where an address's history is.
+// header says where an address's history is, and what it says for a while
+// around the moment the header was made.
 type header struct {
+	history
+	gone bool // in v4new: the address is no longer known
+	cur  answer
+}
+
+// history is where an address's intervals are in the snapshot.
+type history struct {
 	off    uint32 // its first entry
 	static int32  // its static entry in statics, or -1
 	leases uint8  // how many lease entries, then (at most maxHistory)
 	sess   uint8  // how many session entries
-	gone   bool   // in v4new: the address is no longer known
+}
+
+// answer is who the history says held an address at every moment
+// from <= t < until. Lookups, nearly all of the present, read it instead of
+// the history: the history changes only at the starts and ends of its
+// intervals, and a header is made anew whenever the history changes.
+type answer struct {
+	from, until int64
+	who         Who
 }
 
 // entry is one interval: a lease or a session.
@@ -77,16 +95,57 @@ func (s *snapshot) header(a netip.Addr) (header, bool) {
 	return h, ok
 }
 
-// who answers for the moment t (Unix nanoseconds); see the package comment
-// for which source wins each part.
-func (s *snapshot) who(h header, t int64) (w Who) {
-	s.fill(&w, h, t)
-	return w
+// lookup writes who held a (in normAddr form) at the moment t (Unix
+// nanoseconds) into w, a zero Who; see the package comment for which source
+// wins each part. An IPv4 address, the common case, is answered straight
+// from its slot: copying a header out of the table would cost more than
+// the rest of the lookup.
+func (s *snapshot) lookup(a netip.Addr, t int64, w *Who) {
+	if !a.Is4() {
+		switch h, ok := s.v6[a.As16()]; {
+		case !ok:
+		case h.cur.from <= t && t < h.cur.until:
+			*w = h.cur.who
+		default:
+			s.fill(w, h.history, t)
+		}
+		return
+	}
+	key := v4Key(a)
+	tab, sl := s.v4new, s.v4new.find(key)
+	if sl == nil {
+		tab, sl = s.v4, s.v4.find(key)
+	}
+	switch {
+	case sl == nil || sl.gone:
+	case sl.from <= t && t < sl.until:
+		tab.answer(sl, w)
+	default:
+		s.fill(w, sl.history, t)
+	}
 }
 
-// fill is who, writing into w (a zero Who) so that Lookup's result is
-// written once rather than copied out of a callee.
-func (s *snapshot) fill(w *Who, h header, t int64) {
+// answerAt is the answer for the moment t and the longest span around it
+// in which nothing changes: from the last start or end of the address's
+// intervals at or before t to the first after it.
+func (s *snapshot) answerAt(h history, t int64) answer {
+	a := answer{from: always, until: never}
+	for _, e := range s.entries[h.off : h.off+uint32(h.leases)+uint32(h.sess)] {
+		for _, b := range [2]int64{e.start, e.end} {
+			if b <= t {
+				a.from = max(a.from, b)
+			} else {
+				a.until = min(a.until, b)
+			}
+		}
+	}
+	s.fill(&a.who, h, t)
+	return a
+}
+
+// fill answers for the moment t from the history, writing into w (a zero
+// Who).
+func (s *snapshot) fill(w *Who, h history, t int64) {
 	var leaseMAC uint64
 	leases := s.entries[h.off : h.off+uint32(h.leases)]
 	if l := find(leases, t); l != nil {
@@ -161,6 +220,7 @@ func (t *Table) publish(dirty map[netip.Addr]bool) {
 		return
 	}
 	next := *old
+	now := t.now().UnixNano()
 	set4, gone4 := map[uint32]header{}, map[uint32]bool{}
 	ownV6 := false // whether next has its own copy of the v6 map yet
 	for addr := range dirty {
@@ -170,7 +230,7 @@ func (t *Table) publish(dirty map[netip.Addr]bool) {
 			next.stats.Leases -= int(h.leases)
 			next.stats.Sessions -= int(h.sess)
 		}
-		h, ok := t.appendAddr(&next, addr)
+		h, ok := t.appendAddr(&next, addr, now)
 		if addr.Is4() {
 			if ok {
 				set4[v4Key(addr)] = h
@@ -203,18 +263,17 @@ func (s *snapshot) v4changed(set map[uint32]header, gone map[uint32]bool) (v4, v
 	if s.v4new.n+len(set) <= foldAfter {
 		return s.v4, s.v4new.with(set, nil)
 	}
-	all := map[uint32]header{}
-	s.v4new.each(func(key uint32, h header) { all[key] = h })
-	maps.Copy(all, set)
+	changed := s.v4new.all()
+	maps.Copy(changed, set)
 	set, gone = map[uint32]header{}, map[uint32]bool{}
-	for key, h := range all {
+	for key, h := range changed {
 		if h.gone {
 			gone[key] = true
 		} else {
 			set[key] = h
 		}
 	}
-	return s.v4.with(set, gone), newV4Table(0)
+	return s.v4.with(set, gone), newV4Table(nil)
 }
 
 // rebuild swaps in a snapshot built afresh. Callers hold mu.
@@ -228,29 +287,33 @@ func (t *Table) rebuild() {
 	for a := range t.byAddr {
 		all[a] = true
 	}
-	next := &snapshot{v4: newV4Table(len(all)), v4new: newV4Table(0), v6: map[[16]byte]header{}}
+	next := &snapshot{v4: newV4Table(nil), v4new: newV4Table(nil), v6: map[[16]byte]header{}}
+	v4 := map[uint32]header{}
+	now := t.now().UnixNano()
 	for addr := range all {
-		h, ok := t.appendAddr(next, addr)
+		h, ok := t.appendAddr(next, addr, now)
 		switch {
 		case !ok:
 		case addr.Is4():
-			next.v4.put(v4Key(addr), h)
+			v4[v4Key(addr)] = h
 		default:
 			next.v6[addr.As16()] = h
 		}
 	}
+	next.v4 = newV4Table(v4)
 	t.snap.Store(next)
 }
 
-// appendAddr appends one address's history to s and returns its header;
-// false when nothing is known of the address. Callers hold mu.
-func (t *Table) appendAddr(s *snapshot, addr netip.Addr) (header, bool) {
+// appendAddr appends one address's history to s and returns its header,
+// with the answer for the moment now; false when nothing is known of the
+// address. Callers hold mu.
+func (t *Table) appendAddr(s *snapshot, addr netip.Addr, now int64) (header, bool) {
 	ls, ss := t.leases[addr], t.sessions[addr]
 	st, hasStatic := t.byAddr[addr]
 	if len(ls) == 0 && len(ss) == 0 && !hasStatic {
 		return header{}, false
 	}
-	h := header{off: uint32(len(s.entries)), leases: uint8(len(ls)), sess: uint8(len(ss)), static: -1}
+	h := header{history: history{off: uint32(len(s.entries)), leases: uint8(len(ls)), sess: uint8(len(ss)), static: -1}}
 	if old, ok := s.header(addr); ok && old.static >= 0 && hasStatic {
 		h.static = old.static // statics change only through SetStatic, which rebuilds
 	} else if hasStatic {
@@ -266,6 +329,7 @@ func (t *Table) appendAddr(s *snapshot, addr netip.Addr) (header, bool) {
 	s.stats.Addresses++
 	s.stats.Leases += len(ls)
 	s.stats.Sessions += len(ss)
+	h.cur = s.answerAt(h.history, now)
 	return h, true
 }
 

@@ -10,16 +10,33 @@ import (
 	"time"
 )
 
-// Source says which source identified a part of a Who.
-type Source string
+// Source says which source identified a part of a Who. The zero Source is
+// none.
+type Source uint8
 
 // The sources of identity.
 const (
-	SourceLease      Source = "lease"       // a DHCP lease file
-	SourceRADIUS     Source = "radius"      // RADIUS accounting from the Wi-Fi controller or 802.1X switch
-	SourceStatic     Source = "static"      // a name or group IT staff set by hand
-	SourceProxyLogin Source = "proxy-login" // the user who authenticated to the proxy for the request
+	SourceLease      Source = iota + 1 // a DHCP lease file
+	SourceRADIUS                       // RADIUS accounting from the Wi-Fi controller or 802.1X switch
+	SourceStatic                       // a name or group IT staff set by hand
+	SourceProxyLogin                   // the user who authenticated to the proxy for the request
 )
+
+// String names a source as incidents record it: "lease", "radius",
+// "static" or "proxy-login"; "" for none.
+func (s Source) String() string {
+	switch s {
+	case SourceLease:
+		return "lease"
+	case SourceRADIUS:
+		return "radius"
+	case SourceStatic:
+		return "static"
+	case SourceProxyLogin:
+		return "proxy-login"
+	}
+	return ""
+}
 
 // Who is what is known about whoever held an address at a moment. A part
 // nobody identified is empty, and so is its source.
@@ -53,8 +70,8 @@ func (w Who) Sources() string {
 		src  Source
 		set  bool
 	}{{"device", w.DeviceSource, w.Device != ""}, {"mac", w.MACSource, w.MAC != ""}, {"user", w.UserSource, w.User != ""}, {"group", w.GroupSource, w.Group != ""}} {
-		if p.set && p.src != "" {
-			parts = append(parts, p.what+": "+string(p.src))
+		if p.set && p.src != 0 {
+			parts = append(parts, p.what+": "+p.src.String())
 		}
 	}
 	return strings.Join(parts, ", ")
@@ -75,7 +92,7 @@ func (w Who) WithProxyLogin(user, group string) Who {
 	case w.deviceGroup != "":
 		w.Group, w.GroupSource = w.deviceGroup, SourceStatic
 	default:
-		w.Group, w.GroupSource = "", ""
+		w.Group, w.GroupSource = "", 0
 	}
 	return w
 }
@@ -190,7 +207,7 @@ func NewTable(opt Options) *Table {
 	if t.now == nil {
 		t.now = time.Now
 	}
-	t.snap.Store(&snapshot{v4: newV4Table(0), v4new: newV4Table(0), v6: map[[16]byte]header{}})
+	t.snap.Store(&snapshot{v4: newV4Table(nil), v4new: newV4Table(nil), v6: map[[16]byte]header{}})
 	return t
 }
 
@@ -198,10 +215,7 @@ func NewTable(opt Options) *Table {
 // any number of goroutines while the Table changes, takes no lock and
 // allocates nothing.
 func (t *Table) Lookup(addr netip.Addr, at time.Time) (w Who) {
-	s := t.snap.Load()
-	if h, ok := s.header(addr.Unmap()); ok { // As16 in header ignores any zone
-		s.fill(&w, h, at.UnixNano())
-	}
+	t.snap.Load().lookup(addr.Unmap(), at.UnixNano(), &w) // As16 in lookup ignores any zone
 	return w
 }
 

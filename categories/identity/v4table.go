@@ -1,37 +1,58 @@
 package identity
 
-import "slices"
+import "strings"
 
 // v4Table is an open-addressing hash table from IPv4 addresses to headers,
 // built once and never changed: a lookup is a multiply and, at the load of
-// at most a half it is built with, one or two probes of one array. It does
-// what a map[uint32]header does at about a quarter of the cost, which
-// matters on the path of every DNS query.
+// at most a half it is built with, one or two probes of one array. Each
+// slot is one cache line holding the address, where its history is, and
+// the answer that holds now, so that naming a client on the path of a DNS
+// query waits for one read from memory, not for a map's and then the
+// history's.
 type v4Table struct {
 	slots []v4Slot
-	shift uint // 64 - log2(len(slots))
+	text  string // the strings of every slot's answer, back to back
+	shift uint   // 64 - log2(len(slots))
 	n     int
 }
 
-// v4Slot is an address and its header side by side, 16 bytes, so that a
-// probe that finds the address reads one cache line.
+// v4Slot is one address: its header, with the answer packed as offsets
+// into the table's text. 64 bytes, a cache line.
 type v4Slot struct {
-	key    uint32
-	off    uint32
-	static int32
-	leases uint8
-	sess   uint8
-	used   bool
-	gone   bool
+	key uint32
+	history
+	used, gone  bool
+	from, until int64 // the answer holds from <= t < until
+	text        uint32
+	lens        [whoStrings]uint8
+	sources     [whoSources]Source
+	_           [6]byte
 }
 
-// newV4Table returns an empty table with room for n addresses.
-func newV4Table(n int) *v4Table {
+// whoStrings and whoSources are how many strings and sources a Who has.
+const (
+	whoStrings = 5
+	whoSources = 4
+)
+
+// strings lists the strings of w in the order a slot packs them.
+func (w *Who) strings() [whoStrings]*string {
+	return [whoStrings]*string{&w.Device, &w.MAC, &w.User, &w.Group, &w.deviceGroup}
+}
+
+// newV4Table returns a table of the addresses in set.
+func newV4Table(set map[uint32]header) *v4Table {
 	size, bits := 16, uint(4)
-	for size < 2*n {
+	for size < 2*len(set) {
 		size, bits = size*2, bits+1
 	}
-	return &v4Table{slots: make([]v4Slot, size), shift: 64 - bits}
+	t := &v4Table{slots: make([]v4Slot, size), shift: 64 - bits}
+	var text strings.Builder
+	for key, h := range set {
+		t.put(key, h, &text)
+	}
+	t.text = text.String()
+	return t
 }
 
 // home is the slot an address's probe starts at (Fibonacci hashing).
@@ -39,85 +60,100 @@ func (t *v4Table) home(key uint32) uint64 {
 	return (uint64(key) * 0x9e3779b97f4a7c15) >> t.shift
 }
 
-func (t *v4Table) get(key uint32) (header, bool) {
+// find returns an address's slot, or nil.
+func (t *v4Table) find(key uint32) *v4Slot {
 	mask := uint64(len(t.slots) - 1)
 	for i := t.home(key); ; i = (i + 1) & mask {
 		switch s := &t.slots[i]; {
 		case !s.used:
-			return header{}, false
+			return nil
 		case s.key == key:
-			return header{off: s.off, leases: s.leases, sess: s.sess, static: s.static, gone: s.gone}, true
+			return s
 		}
 	}
 }
 
-// put adds or replaces an address; the table must have been made with room.
-func (t *v4Table) put(key uint32, h header) {
-	mask := uint64(len(t.slots) - 1)
-	for i := t.home(key); ; i = (i + 1) & mask {
-		if s := &t.slots[i]; !s.used || s.key == key {
-			if !s.used {
-				t.n++
-			}
-			*s = v4Slot{key: key, off: h.off, static: h.static, leases: h.leases, sess: h.sess, used: true, gone: h.gone}
-			return
-		}
+// get finds an address.
+func (t *v4Table) get(key uint32) (header, bool) {
+	if s := t.find(key); s != nil {
+		return t.header(s), true
 	}
+	return header{}, false
 }
 
-// each calls f with every address and header.
-func (t *v4Table) each(f func(uint32, header)) {
-	for _, s := range t.slots {
-		if s.used {
-			f(s.key, header{off: s.off, leases: s.leases, sess: s.sess, static: s.static, gone: s.gone})
-		}
+// header unpacks a slot.
+func (t *v4Table) header(s *v4Slot) header {
+	h := header{history: s.history, gone: s.gone}
+	if s.from < s.until {
+		h.cur.from, h.cur.until = s.from, s.until
+		t.answer(s, &h.cur.who)
 	}
+	return h
 }
 
-// del removes an address, shifting back the entries after it in its probe
-// run so that every entry stays reachable from its home slot.
-func (t *v4Table) del(key uint32) {
+// answer writes a slot's answer into w, a zero Who. It is on the path of
+// every lookup, so it is written out rather than looped.
+func (t *v4Table) answer(s *v4Slot, w *Who) {
+	l := s.lens
+	a := s.text
+	b := a + uint32(l[0])
+	c := b + uint32(l[1])
+	d := c + uint32(l[2])
+	e := d + uint32(l[3])
+	f := e + uint32(l[4])
+	text := t.text[a:f]
+	w.Device, w.MAC, w.User, w.Group, w.deviceGroup = text[:b-a], text[b-a:c-a], text[c-a:d-a], text[d-a:e-a], text[e-a:]
+	w.DeviceSource, w.MACSource, w.UserSource, w.GroupSource = s.sources[0], s.sources[1], s.sources[2], s.sources[3]
+}
+
+// put adds an address the table does not hold, appending its answer's
+// strings to text; the table must have been made with room.
+func (t *v4Table) put(key uint32, h header, text *strings.Builder) {
 	mask := uint64(len(t.slots) - 1)
 	i := t.home(key)
-	for ; t.slots[i].key != key || !t.slots[i].used; i = (i + 1) & mask {
-		if !t.slots[i].used {
-			return
-		}
+	for t.slots[i].used {
+		i = (i + 1) & mask
 	}
-	for j := (i + 1) & mask; t.slots[j].used; j = (j + 1) & mask {
-		// The entry at j may move to the hole at i unless its home lies
-		// cyclically in (i, j].
-		if home := t.home(t.slots[j].key); (j-home)&mask >= (j-i)&mask {
-			t.slots[i] = t.slots[j]
-			i = j
+	s := &t.slots[i]
+	*s = v4Slot{key: key, history: h.history, used: true, gone: h.gone}
+	t.n++
+	w := &h.cur.who
+	str := w.strings()
+	for i, p := range str {
+		if len(*p) > 255 {
+			return // an answer that does not pack is left to the history
 		}
+		s.lens[i] = uint8(len(*p))
 	}
-	t.slots[i] = v4Slot{}
-	t.n--
+	s.from, s.until, s.text = h.cur.from, h.cur.until, uint32(text.Len())
+	s.sources = [whoSources]Source{w.DeviceSource, w.MACSource, w.UserSource, w.GroupSource}
+	for _, p := range str {
+		text.WriteString(*p)
+	}
 }
 
-// with returns a copy of t with the addresses in set added or replaced and
-// those in gone removed; t itself, which lookups may be reading, does not
-// change.
-func (t *v4Table) with(set map[uint32]header, gone map[uint32]bool) *v4Table {
-	added := 0
-	for key := range set {
-		if _, ok := t.get(key); !ok {
-			added++
+// all returns every address and header.
+func (t *v4Table) all() map[uint32]header {
+	m := make(map[uint32]header, t.n)
+	for i := range t.slots {
+		if s := &t.slots[i]; s.used {
+			m[s.key] = t.header(s)
 		}
 	}
-	var next *v4Table
-	if 2*(t.n+added) <= len(t.slots) {
-		next = &v4Table{slots: slices.Clone(t.slots), shift: t.shift, n: t.n}
-	} else {
-		next = newV4Table(t.n + added)
-		t.each(next.put)
-	}
+	return m
+}
+
+// with returns a table of t's addresses with those in set added or
+// replaced and those in gone removed; t itself, which lookups may be
+// reading, does not change. Building afresh keeps the text free of the
+// strings of answers replaced.
+func (t *v4Table) with(set map[uint32]header, gone map[uint32]bool) *v4Table {
+	next := t.all()
 	for key := range gone {
-		next.del(key)
+		delete(next, key)
 	}
 	for key, h := range set {
-		next.put(key, h)
+		next[key] = h
 	}
-	return next
+	return newV4Table(next)
 }

@@ -1,12 +1,14 @@
 package identity
 
 import (
+	"fmt"
 	"maps"
 	"math/rand/v2"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 func TestV4Table(t *testing.T) {
@@ -14,11 +16,21 @@ func TestV4Table(t *testing.T) {
 	for n := 1; n < 40; n++ { // enough keys for probes to collide and wrap
 		keys = append(keys, uint32(n)<<24|uint32(n))
 	}
-	tb := newV4Table(len(keys))
-	for i, k := range keys {
-		tb.put(k, header{off: uint32(i), static: int32(i) - 1, leases: uint8(i), sess: 1})
+	headerOf := func(i int) header {
+		h := header{history: history{off: uint32(i), static: int32(i) - 1, leases: uint8(i), sess: 1}}
+		if i%2 == 0 { // every other one with an answer, the strings told apart
+			h.cur = answer{from: int64(-i), until: int64(i + 1), who: Who{
+				Device: fmt.Sprint("pc-", i), MAC: macOf(i), User: strings.Repeat("u", i), Group: fmt.Sprint("g", i%3),
+				DeviceSource: SourceStatic, MACSource: SourceLease, UserSource: SourceRADIUS, GroupSource: SourceRADIUS,
+				deviceGroup: "ks2"}}
+		}
+		return h
 	}
-	tb.put(keys[3], header{off: 99, static: -1}) // replacing does not add
+	set := map[uint32]header{}
+	for i, k := range keys {
+		set[k] = headerOf(i)
+	}
+	tb := newV4Table(set)
 	if tb.n != len(keys) {
 		t.Fatalf("n = %d, want %d", tb.n, len(keys))
 	}
@@ -29,24 +41,26 @@ func TestV4Table(t *testing.T) {
 		}
 	}
 	for i, k := range keys {
-		want := header{off: uint32(i), static: int32(i) - 1, leases: uint8(i), sess: 1}
-		if i == 3 {
-			want = header{off: 99, static: -1}
-		}
-		check(tb, k, want, true)
+		check(tb, k, headerOf(i), true)
 	}
 	check(tb, 0x0b000000, header{}, false)
 
-	next := tb.with(map[uint32]header{0x0b000000: {off: 7}}, map[uint32]bool{0: true, keys[5]: true})
-	check(next, 0x0b000000, header{off: 7}, true)
+	next := tb.with(map[uint32]header{0x0b000000: {history: history{off: 7}}, keys[3]: {history: history{off: 99, static: -1}}}, map[uint32]bool{0: true, keys[5]: true})
+	check(next, 0x0b000000, header{history: history{off: 7}}, true)
+	check(next, keys[3], header{history: history{off: 99, static: -1}}, true)
 	check(next, 0, header{}, false)
 	check(next, keys[5], header{}, false)
-	check(next, 1, header{off: 1, static: 0, leases: 1, sess: 1}, true)
-	check(tb, 0, header{off: 0, static: -1, sess: 1}, true) // the original is unchanged
+	check(next, 1, headerOf(1), true)
+	check(next, keys[8], headerOf(8), true)
+	check(tb, 0, headerOf(0), true) // the original is unchanged
 	if next.n != len(keys)-1 {
 		t.Errorf("after with: n = %d, want %d", next.n, len(keys)-1)
 	}
-	check(newV4Table(0), 0, header{}, false)
+	check(newV4Table(nil), 0, header{}, false)
+
+	// An answer that does not pack is left out, and the history answers.
+	long := header{history: history{off: 1, static: -1}, cur: answer{from: 0, until: 10, who: Who{User: strings.Repeat("x", 256), UserSource: SourceRADIUS}}}
+	check(newV4Table(map[uint32]header{5: long}), 5, header{history: history{off: 1, static: -1}}, true)
 }
 
 // TestSnapshotsStayPut checks that publishing appends without disturbing
@@ -58,8 +72,8 @@ func TestSnapshotsStayPut(t *testing.T) {
 	a := addrOf(3)
 	at := benchBase.Add(2 * time.Hour)
 	s0 := tb.snap.Load()
-	h0, _ := s0.header(a)
-	w0 := s0.who(h0, at.UnixNano())
+	var w0 Who
+	s0.lookup(a, at.UnixNano(), &w0)
 	if w0.User != "user3" {
 		t.Fatalf("before: %+v", public(w0))
 	}
@@ -69,7 +83,8 @@ func TestSnapshotsStayPut(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if w := s0.who(h0, at.UnixNano()); w != w0 {
+	var w Who
+	if s0.lookup(a, at.UnixNano(), &w); w != w0 {
 		t.Errorf("the old snapshot changed: %+v, was %+v", public(w), public(w0))
 	}
 	s := tb.snap.Load()
@@ -91,12 +106,12 @@ func TestSnapshotsStayPut(t *testing.T) {
 }
 
 // TestV4TableAgainstMap changes a table many times, keys crowded into few
-// home slots so that deletions shift probe runs, and checks it against a
+// home slots so that probes run long, and checks it against a
 // Go map after each change.
 func TestV4TableAgainstMap(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	want := map[uint32]header{}
-	tb := newV4Table(0)
+	tb := newV4Table(nil)
 	for round := range 300 {
 		set, gone := map[uint32]header{}, map[uint32]bool{}
 		for range 1 + rng.IntN(8) {
@@ -105,7 +120,7 @@ func TestV4TableAgainstMap(t *testing.T) {
 				gone[k] = true
 				delete(set, k)
 			} else {
-				set[k] = header{off: uint32(round), static: -1}
+				set[k] = header{history: history{off: uint32(round), static: -1}}
 				delete(gone, k)
 			}
 		}
@@ -152,5 +167,74 @@ func TestTableFolds(t *testing.T) {
 	}
 	if s := tb.snap.Load(); s.v4new.n >= foldAfter || s.v4.n != n {
 		t.Errorf("v4new holds %d, v4 %d; want fewer than %d and %d", s.v4new.n, s.v4.n, foldAfter, n)
+	}
+}
+
+// TestAnswerAgreesWithHistory builds random histories, publishing at
+// random moments, and checks that wherever a header's answer claims to
+// hold, the history says the same, at every start and end and a nanosecond
+// either side.
+func TestAnswerAgreesWithHistory(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	clk := &clock{now: benchBase}
+	tb := NewTable(Options{Now: clk.Now, Horizon: 48 * time.Hour})
+	if err := tb.SetStatic([]StaticDevice{{MAC: macOf(1), Name: "trolley-1", Group: "ks3"}, {Addr: addrOf(2), Group: "ks2"}},
+		map[string]string{"u1": "staff"}); err != nil {
+		t.Fatal(err)
+	}
+	moment := func() time.Time { return benchBase.Add(time.Duration(rng.IntN(600)) * time.Minute) }
+	var moments []int64
+	answered := 0
+	for round := range 400 {
+		clk.Set(moment())
+		a := addrOf(rng.IntN(4))
+		if rng.IntN(2) == 0 {
+			start := moment()
+			tb.ApplyLeases(LeaseRead{Origin: "isc", Format: FormatISC, At: clk.Now(), Leases: []Lease{
+				{Addr: a, MAC: macOf(rng.IntN(3)), Hostname: fmt.Sprint("pc-", round), Start: start, End: start.Add(time.Duration(1+rng.IntN(120)) * time.Minute), Source: FormatISC}}})
+		} else {
+			s := Session{Addr: a, User: fmt.Sprint("u", rng.IntN(3)), Start: moment()}
+			if rng.IntN(3) == 0 {
+				s.MAC = macOf(rng.IntN(3))
+			}
+			if rng.IntN(2) == 0 {
+				s.End = s.Start.Add(time.Duration(1+rng.IntN(90)) * time.Minute)
+			}
+			if err := tb.ApplySession(s); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s := tb.snap.Load()
+		for _, e := range s.entries {
+			moments = append(moments, e.start-1, e.start, e.start+1, e.end-1, e.end, e.end+1)
+		}
+		for i := range 4 {
+			h, ok := s.header(addrOf(i))
+			if !ok {
+				continue
+			}
+			for _, at := range moments {
+				var got, want Who
+				s.fill(&want, h.history, at)
+				if s.lookup(addrOf(i), at, &got); got != want {
+					t.Fatalf("round %d, %s at %d (answer for [%d, %d)):\n got %+v\nwant %+v", round, addrOf(i), at, h.cur.from, h.cur.until, got, want)
+				}
+				if h.cur.from <= at && at < h.cur.until {
+					answered++
+				}
+			}
+		}
+		moments = moments[:0]
+	}
+	if answered == 0 {
+		t.Error("no lookup was answered from a header's answer")
+	}
+}
+
+// TestV4SlotIsACacheLine keeps a slot to one cache line: a lookup that
+// waits for one line instead of two is the point of the table.
+func TestV4SlotIsACacheLine(t *testing.T) {
+	if size := unsafe.Sizeof(v4Slot{}); size != 64 {
+		t.Errorf("a v4Slot is %d bytes, want 64", size)
 	}
 }
