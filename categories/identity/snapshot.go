@@ -112,16 +112,18 @@ func (s *snapshot) lookup(a netip.Addr, t int64, w *Who) {
 		return
 	}
 	key := v4Key(a)
-	tab, sl := s.v4new, s.v4new.find(key)
-	if sl == nil {
-		tab, sl = s.v4, s.v4.find(key)
+	tab, i := s.v4new, s.v4new.find(key)
+	if i < 0 {
+		if tab, i = s.v4, s.v4.find(key); i < 0 {
+			return
+		}
 	}
-	switch {
-	case sl == nil || sl.gone:
-	case sl.from <= t && t < sl.until:
+	switch sl := &tab.slots[i]; {
+	case sl.gone:
+	case sl.holds(t):
 		tab.answer(sl, w)
 	default:
-		s.fill(w, sl.history, t)
+		s.fill(w, tab.hist[i], t)
 	}
 }
 

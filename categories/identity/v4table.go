@@ -1,32 +1,37 @@
 package identity
 
-import "strings"
+import (
+	"math"
+	"strings"
+	"time"
+)
 
 // v4Table is an open-addressing hash table from IPv4 addresses to headers,
 // built once and never changed: a lookup is a multiply and, at the load of
 // at most a half it is built with, one or two probes of one array. Each
-// slot is one cache line holding the address, where its history is, and
-// the answer that holds now, so that naming a client on the path of a DNS
-// query waits for one read from memory, not for a map's and then the
-// history's.
+// slot holds the address and the answer that holds for the time being in
+// half a cache line, so that naming a client on the path of a DNS query
+// waits for one read from memory, not for a map's and then the history's,
+// and two addresses share each line the cache keeps. Where each address's
+// history is, needed only for other moments, sits in an array alongside.
 type v4Table struct {
 	slots []v4Slot
-	text  string // the strings of every slot's answer, back to back
-	shift uint   // 64 - log2(len(slots))
+	hist  []history // hist[i] is where the history of slots[i] is
+	text  string    // the strings of every slot's answer, back to back
+	shift uint      // 64 - log2(len(slots))
 	n     int
 }
 
-// v4Slot is one address: its header, with the answer packed as offsets
-// into the table's text. 64 bytes, a cache line.
+// v4Slot is one address and its answer, the strings packed as lengths of
+// consecutive pieces of the table's text. 32 bytes.
 type v4Slot struct {
-	key uint32
-	history
-	used, gone  bool
-	from, until int64 // the answer holds from <= t < until
+	key         uint32
+	from, until uint32 // the answer holds from <= t < until, in Unix seconds
 	text        uint32
 	lens        [whoStrings]uint8
 	sources     [whoSources]Source
-	_           [6]byte
+	used, gone  bool
+	_           [5]byte
 }
 
 // whoStrings and whoSources are how many strings and sources a Who has.
@@ -46,7 +51,7 @@ func newV4Table(set map[uint32]header) *v4Table {
 	for size < 2*len(set) {
 		size, bits = size*2, bits+1
 	}
-	t := &v4Table{slots: make([]v4Slot, size), shift: 64 - bits}
+	t := &v4Table{slots: make([]v4Slot, size), hist: make([]history, size), shift: 64 - bits}
 	var text strings.Builder
 	for key, h := range set {
 		t.put(key, h, &text)
@@ -60,32 +65,39 @@ func (t *v4Table) home(key uint32) uint64 {
 	return (uint64(key) * 0x9e3779b97f4a7c15) >> t.shift
 }
 
-// find returns an address's slot, or nil.
-func (t *v4Table) find(key uint32) *v4Slot {
+// find returns the index of an address's slot, or -1.
+func (t *v4Table) find(key uint32) int {
 	mask := uint64(len(t.slots) - 1)
 	for i := t.home(key); ; i = (i + 1) & mask {
 		switch s := &t.slots[i]; {
 		case !s.used:
-			return nil
+			return -1
 		case s.key == key:
-			return s
+			return int(i)
 		}
 	}
 }
 
+// holds reports whether slot s's answer holds at the moment t (Unix
+// nanoseconds).
+func (s *v4Slot) holds(t int64) bool {
+	return int64(s.from)*int64(time.Second) <= t && t < int64(s.until)*int64(time.Second)
+}
+
 // get finds an address.
 func (t *v4Table) get(key uint32) (header, bool) {
-	if s := t.find(key); s != nil {
-		return t.header(s), true
+	if i := t.find(key); i >= 0 {
+		return t.header(i), true
 	}
 	return header{}, false
 }
 
-// header unpacks a slot.
-func (t *v4Table) header(s *v4Slot) header {
-	h := header{history: s.history, gone: s.gone}
+// header unpacks slot i.
+func (t *v4Table) header(i int) header {
+	s := &t.slots[i]
+	h := header{history: t.hist[i], gone: s.gone}
 	if s.from < s.until {
-		h.cur.from, h.cur.until = s.from, s.until
+		h.cur.from, h.cur.until = int64(s.from)*int64(time.Second), int64(s.until)*int64(time.Second)
 		t.answer(s, &h.cur.who)
 	}
 	return h
@@ -115,8 +127,13 @@ func (t *v4Table) put(key uint32, h header, text *strings.Builder) {
 		i = (i + 1) & mask
 	}
 	s := &t.slots[i]
-	*s = v4Slot{key: key, history: h.history, used: true, gone: h.gone}
+	*s = v4Slot{key: key, used: true, gone: h.gone}
+	t.hist[i] = h.history
 	t.n++
+	from, until, ok := seconds(h.cur.from, h.cur.until)
+	if !ok {
+		return
+	}
 	w := &h.cur.who
 	str := w.strings()
 	for i, p := range str {
@@ -125,7 +142,7 @@ func (t *v4Table) put(key uint32, h header, text *strings.Builder) {
 		}
 		s.lens[i] = uint8(len(*p))
 	}
-	s.from, s.until, s.text = h.cur.from, h.cur.until, uint32(text.Len())
+	s.from, s.until, s.text = from, until, uint32(text.Len())
 	s.sources = [whoSources]Source{w.DeviceSource, w.MACSource, w.UserSource, w.GroupSource}
 	for _, p := range str {
 		text.WriteString(*p)
@@ -137,10 +154,20 @@ func (t *v4Table) all() map[uint32]header {
 	m := make(map[uint32]header, t.n)
 	for i := range t.slots {
 		if s := &t.slots[i]; s.used {
-			m[s.key] = t.header(s)
+			m[s.key] = t.header(i)
 		}
 	}
 	return m
+}
+
+// seconds narrows the span [from, until) (Unix nanoseconds) to whole
+// seconds that fit a slot: an answer may claim less time than it holds,
+// never more. False when no whole second is left.
+func seconds(from, until int64) (uint32, uint32, bool) {
+	const sec = int64(time.Second)
+	f := (max(from, 0) + sec - 1) / sec
+	u := min(max(until, 0)/sec, math.MaxUint32)
+	return uint32(f), uint32(u), f < u
 }
 
 // with returns a table of t's addresses with those in set added or

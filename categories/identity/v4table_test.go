@@ -3,6 +3,7 @@ package identity
 import (
 	"fmt"
 	"maps"
+	"math"
 	"math/rand/v2"
 	"net/netip"
 	"strings"
@@ -19,7 +20,7 @@ func TestV4Table(t *testing.T) {
 	headerOf := func(i int) header {
 		h := header{history: history{off: uint32(i), static: int32(i) - 1, leases: uint8(i), sess: 1}}
 		if i%2 == 0 { // every other one with an answer, the strings told apart
-			h.cur = answer{from: int64(-i), until: int64(i + 1), who: Who{
+			h.cur = answer{from: int64(i) * int64(time.Second), until: int64(i+100) * int64(time.Second), who: Who{
 				Device: fmt.Sprint("pc-", i), MAC: macOf(i), User: strings.Repeat("u", i), Group: fmt.Sprint("g", i%3),
 				DeviceSource: SourceStatic, MACSource: SourceLease, UserSource: SourceRADIUS, GroupSource: SourceRADIUS,
 				deviceGroup: "ks2"}}
@@ -59,7 +60,7 @@ func TestV4Table(t *testing.T) {
 	check(newV4Table(nil), 0, header{}, false)
 
 	// An answer that does not pack is left out, and the history answers.
-	long := header{history: history{off: 1, static: -1}, cur: answer{from: 0, until: 10, who: Who{User: strings.Repeat("x", 256), UserSource: SourceRADIUS}}}
+	long := header{history: history{off: 1, static: -1}, cur: answer{from: 0, until: 10 * int64(time.Second), who: Who{User: strings.Repeat("x", 256), UserSource: SourceRADIUS}}}
 	check(newV4Table(map[uint32]header{5: long}), 5, header{history: history{off: 1, static: -1}}, true)
 }
 
@@ -231,10 +232,33 @@ func TestAnswerAgreesWithHistory(t *testing.T) {
 	}
 }
 
-// TestV4SlotIsACacheLine keeps a slot to one cache line: a lookup that
-// waits for one line instead of two is the point of the table.
-func TestV4SlotIsACacheLine(t *testing.T) {
-	if size := unsafe.Sizeof(v4Slot{}); size != 64 {
-		t.Errorf("a v4Slot is %d bytes, want 64", size)
+// TestV4SlotIsHalfACacheLine keeps a slot to half a cache line: a lookup
+// that waits for one line, and lines the cache keeps for two addresses,
+// are the point of the table.
+func TestV4SlotIsHalfACacheLine(t *testing.T) {
+	if size := unsafe.Sizeof(v4Slot{}); size != 32 {
+		t.Errorf("a v4Slot is %d bytes, want 32", size)
+	}
+}
+
+func TestSeconds(t *testing.T) {
+	const sec = int64(time.Second)
+	for _, tt := range []struct {
+		from, until int64
+		f, u        uint32
+		ok          bool
+	}{
+		{10 * sec, 20 * sec, 10, 20, true},
+		{10*sec + 1, 20*sec - 1, 11, 19, true}, // narrowed inwards, never widened
+		{always, never, 0, math.MaxUint32, true},
+		{-5 * sec, 3 * sec, 0, 3, true},
+		{10*sec + 1, 11*sec - 1, 0, 0, false}, // no whole second inside
+		{10 * sec, 10 * sec, 0, 0, false},
+		{math.MaxUint32 * sec, never, 0, 0, false}, // past what a slot holds
+	} {
+		f, u, ok := seconds(tt.from, tt.until)
+		if ok != tt.ok || ok && (f != tt.f || u != tt.u) {
+			t.Errorf("seconds(%d, %d) = %d, %d, %v; want %d, %d, %v", tt.from, tt.until, f, u, ok, tt.f, tt.u, tt.ok)
+		}
 	}
 }
