@@ -317,3 +317,24 @@ func TestTableConcurrent(t *testing.T) {
 		t.Errorf("after the writers: %+v, want user late", public(w))
 	}
 }
+
+// TestWhoSources checks the names incidents record for each source.
+func TestWhoSources(t *testing.T) {
+	for _, tt := range []struct {
+		who  Who
+		want string
+	}{
+		{Who{}, ""},
+		{Who{Device: "pc-1", DeviceSource: SourceLease, MAC: macA, MACSource: SourceRADIUS}, "device: lease, mac: radius"},
+		{Who{User: "ann", UserSource: SourceProxyLogin, Group: "staff", GroupSource: SourceStatic}, "user: proxy-login, group: static"},
+		{Who{Device: "pc-1", Group: "ks2", GroupSource: SourceRADIUS}, "group: radius"}, // a part with no source is left out
+		{Who{DeviceSource: SourceLease}, ""}, // and so is a source with no part
+	} {
+		if got := tt.who.Sources(); got != tt.want {
+			t.Errorf("Sources() of %+v = %q, want %q", public(tt.who), got, tt.want)
+		}
+	}
+	if got := Source(9).String(); got != "" {
+		t.Errorf("an unknown source is named %q, want none", got)
+	}
+}
