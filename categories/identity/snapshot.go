@@ -11,10 +11,9 @@ import (
 // snapshot is what lookups read. Every interval of every address sits in one
 // flat array, an address's leases and then its sessions side by side with
 // the static names and groups already joined in; a map keyed by the address
-// (IPv4 in a v4Table, IPv6 in a Go map) holds where they are, and the
-// answer that holds for the time being. A lookup of the present is one map
-// read; one of another moment also scans a few neighbouring entries. A
-// snapshot is
+// (IPv4 in a v4Table, IPv6 in a Go map) holds where they are, and the answer
+// that holds for the time being. A lookup of the present is one map read;
+// one of another moment also scans a few neighbouring entries. A snapshot is
 // never changed once published: the next one appends the entries of the
 // addresses that changed to the same array, past the end any older snapshot
 // reads, and points its (copied) map at them; the space they leave behind is

@@ -2,6 +2,7 @@ package identity
 
 import (
 	"math"
+	"slices"
 	"strings"
 	"time"
 )
@@ -18,6 +19,7 @@ type v4Table struct {
 	slots []v4Slot
 	hist  []history // hist[i] is where the history of slots[i] is
 	text  string    // the strings of every slot's answer, back to back
+	live  int       // how much of text the slots' answers take
 	shift uint      // 64 - log2(len(slots))
 	n     int
 }
@@ -118,18 +120,22 @@ func (t *v4Table) answer(s *v4Slot, w *Who) {
 	w.DeviceSource, w.MACSource, w.UserSource, w.GroupSource = s.sources[0], s.sources[1], s.sources[2], s.sources[3]
 }
 
-// put adds an address the table does not hold, appending its answer's
-// strings to text; the table must have been made with room.
+// put adds or replaces an address, appending its answer's strings to text;
+// the table must have been made with room.
 func (t *v4Table) put(key uint32, h header, text *strings.Builder) {
 	mask := uint64(len(t.slots) - 1)
 	i := t.home(key)
-	for t.slots[i].used {
+	for t.slots[i].used && t.slots[i].key != key {
 		i = (i + 1) & mask
 	}
 	s := &t.slots[i]
+	if s.used {
+		t.live -= s.textLen()
+	} else {
+		t.n++
+	}
 	*s = v4Slot{key: key, used: true, gone: h.gone}
 	t.hist[i] = h.history
-	t.n++
 	from, until, ok := seconds(h.cur.from, h.cur.until)
 	if !ok {
 		return
@@ -147,6 +153,16 @@ func (t *v4Table) put(key uint32, h header, text *strings.Builder) {
 	for _, p := range str {
 		text.WriteString(*p)
 	}
+	t.live += s.textLen()
+}
+
+// textLen is how much of the table's text a slot's answer takes.
+func (s *v4Slot) textLen() int {
+	n := 0
+	for _, l := range s.lens {
+		n += int(l)
+	}
+	return n
 }
 
 // all returns every address and header.
@@ -172,9 +188,21 @@ func seconds(from, until int64) (uint32, uint32, bool) {
 
 // with returns a table of t's addresses with those in set added or
 // replaced and those in gone removed; t itself, which lookups may be
-// reading, does not change. Building afresh keeps the text free of the
-// strings of answers replaced.
+// reading, does not change. Changes to a table with room left, the table
+// of recent changes on every RADIUS report, copy its arrays and append to
+// its text; removals, growth and a text mostly of answers since replaced
+// build the table afresh.
 func (t *v4Table) with(set map[uint32]header, gone map[uint32]bool) *v4Table {
+	if len(gone) == 0 && 2*(t.n+len(set)) <= len(t.slots) && len(t.text) <= 2*t.live+4096 {
+		next := &v4Table{slots: slices.Clone(t.slots), hist: slices.Clone(t.hist), shift: t.shift, n: t.n, live: t.live}
+		var text strings.Builder
+		text.WriteString(t.text)
+		for key, h := range set {
+			next.put(key, h, &text)
+		}
+		next.text = text.String()
+		return next
+	}
 	next := t.all()
 	for key := range gone {
 		delete(next, key)

@@ -46,7 +46,18 @@ func TestV4Table(t *testing.T) {
 	}
 	check(tb, 0x0b000000, header{}, false)
 
-	next := tb.with(map[uint32]header{0x0b000000: {history: history{off: 7}}, keys[3]: {history: history{off: 99, static: -1}}}, map[uint32]bool{0: true, keys[5]: true})
+	// Adding and replacing copies the table; removing builds it afresh.
+	added := tb.with(map[uint32]header{0x0b000000: {history: history{off: 7}}, keys[3]: {history: history{off: 99, static: -1}}, keys[4]: headerOf(6)}, nil)
+	check(added, 0x0b000000, header{history: history{off: 7}}, true)
+	check(added, keys[3], header{history: history{off: 99, static: -1}}, true)
+	check(added, keys[4], headerOf(6), true)
+	check(added, keys[8], headerOf(8), true)
+	if added.n != len(keys)+1 {
+		t.Errorf("after adding: n = %d, want %d", added.n, len(keys)+1)
+	}
+	checkLive(t, tb)
+	checkLive(t, added)
+	next := added.with(nil, map[uint32]bool{0: true, keys[5]: true})
 	check(next, 0x0b000000, header{history: history{off: 7}}, true)
 	check(next, keys[3], header{history: history{off: 99, static: -1}}, true)
 	check(next, 0, header{}, false)
@@ -54,6 +65,7 @@ func TestV4Table(t *testing.T) {
 	check(next, 1, headerOf(1), true)
 	check(next, keys[8], headerOf(8), true)
 	check(tb, 0, headerOf(0), true) // the original is unchanged
+	checkLive(t, next)
 	if next.n != len(keys)-1 {
 		t.Errorf("after with: n = %d, want %d", next.n, len(keys)-1)
 	}
@@ -62,6 +74,21 @@ func TestV4Table(t *testing.T) {
 	// An answer that does not pack is left out, and the history answers.
 	long := header{history: history{off: 1, static: -1}, cur: answer{from: 0, until: 10 * int64(time.Second), who: Who{User: strings.Repeat("x", 256), UserSource: SourceRADIUS}}}
 	check(newV4Table(map[uint32]header{5: long}), 5, header{history: history{off: 1, static: -1}}, true)
+}
+
+// checkLive checks that a table counts right how much of its text its
+// answers take.
+func checkLive(t *testing.T, tb *v4Table) {
+	t.Helper()
+	live := 0
+	for i := range tb.slots {
+		if tb.slots[i].used {
+			live += tb.slots[i].textLen()
+		}
+	}
+	if live != tb.live || len(tb.text) < live {
+		t.Errorf("live = %d, text %d bytes; the slots take %d", tb.live, len(tb.text), live)
+	}
 }
 
 // TestSnapshotsStayPut checks that publishing appends without disturbing
@@ -92,6 +119,10 @@ func TestSnapshotsStayPut(t *testing.T) {
 	if n := len(s.entries); n > 3*4096 {
 		t.Errorf("%d entries after a flood on one address: space left behind is not reclaimed", n)
 	}
+	if n := len(s.v4new.text); n > 2*s.v4new.live+4096 {
+		t.Errorf("the text of recent changes is %d bytes after a flood on one address, its answers %d", n, s.v4new.live)
+	}
+	checkLive(t, s.v4new)
 	if st := tb.Stats(); st.Sessions != 2*19+maxHistory || st.Addresses != 20 {
 		t.Errorf("Stats = %+v, want %d sessions (history capped at %d) on 20 addresses", st, 2*19+maxHistory, maxHistory)
 	}
@@ -122,10 +153,15 @@ func TestV4TableAgainstMap(t *testing.T) {
 				delete(set, k)
 			} else {
 				set[k] = header{history: history{off: uint32(round), static: -1}}
+				if round%2 == 1 { // an answer, for the text to be replaced too
+					set[k] = header{history: history{off: uint32(round), static: -1},
+						cur: answer{until: 10 * int64(time.Second), who: Who{User: fmt.Sprint("user", round), UserSource: SourceRADIUS}}}
+				}
 				delete(gone, k)
 			}
 		}
 		tb = tb.with(set, gone)
+		checkLive(t, tb)
 		for k := range gone {
 			delete(want, k)
 		}
