@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"time"
 	"unicode"
 
 	"hedgerow/store"
@@ -27,25 +26,11 @@ func (s *Server) userRoutes() []route {
 	}
 }
 
-// userRow is an account as the page and API show it: never the hash.
-type userRow struct {
-	Name     string    `json:"name"`
-	Roles    []string  `json:"roles"`
-	Group    string    `json:"group"`
-	Created  time.Time `json:"created"`
-	Changed  time.Time `json:"password_changed"`
-	Disabled bool      `json:"disabled"`
-}
-
 type usersPage struct {
-	Users  []userRow `json:"users"`
-	Groups []string  `json:"groups"`
-	Roles  []string  `json:"-"`
-	Query  string    `json:"-"`
-}
-
-func rowOf(u store.User) userRow {
-	return userRow{u.Name, append([]string{}, u.Roles...), u.Group, u.Created, u.Changed, u.Disabled}
+	Users  []store.Account `json:"users"`
+	Groups []string        `json:"groups"`
+	Roles  []string        `json:"-"`
+	Query  string          `json:"-"`
 }
 
 // groupNames lists the age groups, for the group choices.
@@ -63,7 +48,7 @@ var allRoles = []string{store.RoleAdmin, store.RoleDSL, store.RoleViewer}
 // users lists the accounts; "q" keeps those whose name, group or roles
 // contain it, for schools with many pupil logins.
 func (s *Server) users(c *call) (reply, error) {
-	page := usersPage{Users: []userRow{}, Roles: allRoles, Query: c.value("q")}
+	page := usersPage{Users: []store.Account{}, Roles: allRoles, Query: c.value("q")}
 	q := strings.ToLower(page.Query)
 	err := s.d.Read(func(st *store.Store) error {
 		us, err := st.Users()
@@ -72,7 +57,7 @@ func (s *Server) users(c *call) (reply, error) {
 		}
 		for _, u := range us {
 			if q == "" || strings.Contains(u.Name, q) || strings.Contains(u.Group, q) || slices.Contains(u.Roles, q) {
-				page.Users = append(page.Users, rowOf(u))
+				page.Users = append(page.Users, u.Account())
 			}
 		}
 		page.Groups, err = groupNames(st)
@@ -88,7 +73,7 @@ func (s *Server) users(c *call) (reply, error) {
 }
 
 type userPage struct {
-	User   userRow       `json:"user"`
+	User   store.Account `json:"user"`
 	Tokens []store.Token `json:"tokens"` // their API tokens (never the tokens themselves)
 	Groups []string      `json:"groups"`
 	Roles  []string      `json:"-"`
@@ -106,7 +91,7 @@ func (s *Server) user(c *call) (reply, error) {
 		if err != nil {
 			return err
 		}
-		page.User = rowOf(u)
+		page.User = u.Account()
 		if page.Tokens, err = st.Tokens(u.Name); err != nil {
 			return err
 		}

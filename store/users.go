@@ -54,6 +54,23 @@ type User struct {
 	Disabled bool      `json:"disabled,omitempty"`
 }
 
+// Account is a user as the web UI, the API and `users list` show it:
+// everything but the password hash.
+type Account struct {
+	Name     string    `json:"name"`
+	Roles    []string  `json:"roles"`
+	Group    string    `json:"group"`
+	Created  time.Time `json:"created"`
+	Changed  time.Time `json:"password_changed"`
+	Disabled bool      `json:"disabled"`
+}
+
+// Account returns u without its hash. Its roles are a copy, never nil, so
+// that JSON shows a user with none as [] rather than null.
+func (u User) Account() Account {
+	return Account{Name: u.Name, Roles: append([]string{}, u.Roles...), Group: u.Group, Created: u.Created, Changed: u.Changed, Disabled: u.Disabled}
+}
+
 // userView is what the audit trail keeps of a user: everything but the
 // hash, which must never leave the users bucket.
 type userView struct {

@@ -9,7 +9,6 @@ import (
 	"os"
 	"strings"
 	"text/tabwriter"
-	"time"
 	"unicode"
 
 	"github.com/spf13/cobra"
@@ -206,25 +205,11 @@ func (a *app) done(action, name, password string, generated bool) {
 	}
 }
 
-// userListing is a user as `users list` shows it: without the hash.
-type userListing struct {
-	Name     string    `json:"name"`
-	Roles    []string  `json:"roles"`
-	Group    string    `json:"group"`
-	Created  time.Time `json:"created"`
-	Changed  time.Time `json:"password_changed"`
-	Disabled bool      `json:"disabled"`
-}
-
 func (a *app) printUsers(us []store.User, asJSON bool) error {
 	if asJSON {
-		out := make([]userListing, 0, len(us))
+		out := make([]store.Account, 0, len(us))
 		for _, u := range us {
-			roles := u.Roles
-			if roles == nil {
-				roles = []string{}
-			}
-			out = append(out, userListing{Name: u.Name, Roles: roles, Group: u.Group, Created: u.Created, Changed: u.Changed, Disabled: u.Disabled})
+			out = append(out, u.Account())
 		}
 		return a.printJSON(out)
 	}

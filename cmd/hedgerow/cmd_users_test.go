@@ -80,7 +80,7 @@ func TestCLIUsers(t *testing.T) {
 	if strings.Contains(out, "hash") || strings.Contains(out, "$2a$") {
 		t.Errorf("users list --json shows the hash: %s", out)
 	}
-	var listed []userListing
+	var listed []store.Account
 	if err := json.Unmarshal([]byte(out), &listed); err != nil {
 		t.Fatal(err)
 	}
